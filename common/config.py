@@ -1,0 +1,147 @@
+"""One settings object for every triarb service, read from the environment and an optional TOML file.
+
+Precedence, highest first: keyword arguments, environment (``TRIARB_*``; ``REDIS_URL`` also works
+unprefixed), the TOML file named by ``TRIARB_CONFIG`` (or ``./triarb.toml`` when present), defaults.
+No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from schemas.streams import StreamNames, Subject
+
+DEFAULT_CONFIG_FILE = Path("triarb.toml")
+
+
+class Role(StrEnum):
+    """Redis ACL users defined in ``redis.conf``; each service connects as the least-privileged one."""
+
+    ADMIN = "admin"
+    PRODUCER = "producer"
+    DETECTOR = "detector"
+    PERSISTENCE = "persistence"
+    DASHBOARD = "dashboard"
+
+
+class StreamLimits(BaseModel):
+    """Approximate ``MAXLEN ~`` per stream: Redis trims whole macro-nodes, so lengths overshoot a little."""
+
+    snapshot: int = Field(200_000, gt=0)
+    trade: int = Field(100_000, gt=0)
+    health: int = Field(10_000, gt=0)
+    control: int = Field(1_000, gt=0)
+    opportunity: int = Field(100_000, gt=0)
+    deadletter: int = Field(10_000, gt=0)
+
+    def for_subject(self, subject: Subject) -> int:
+        return {
+            Subject.SNAPSHOT: self.snapshot,
+            Subject.TRADE: self.trade,
+            Subject.HEALTH: self.health,
+            Subject.CONTROL: self.control,
+            Subject.OPPORTUNITY: self.opportunity,
+        }[subject]
+
+
+class BusSettings(BaseModel):
+    """Publisher batching and consumer-group behaviour."""
+
+    publish_batch_size: int = Field(512, gt=0, description="flush when this many entries are buffered")
+    publish_linger_ms: float = Field(1.0, ge=0, description="flush at most this long after the first entry")
+    publish_high_water: int = Field(8192, gt=0, description="publish() waits for a flush above this many")
+    hot_cache_ttl_ms: int = Field(300_000, gt=0, description="expiry of md:book:* keys after the last write")
+    read_count: int = Field(256, gt=0, description="XREADGROUP COUNT")
+    read_block_ms: int = Field(500, gt=0, description="XREADGROUP BLOCK; also bounds shutdown latency")
+    claim_idle_ms: int = Field(30_000, gt=0, description="pending entries idle this long are reclaimed")
+    claim_interval_ms: int = Field(5_000, gt=0)
+    max_deliveries: int = Field(5, gt=0, description="deliveries before an entry is dead-lettered")
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    HUMAN = "human"
+
+
+class Settings(BaseSettings):
+    """Everything configurable in triarb. ``triarb config`` prints the effective values, secrets masked."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIARB_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "TRIARB_REDIS_URL", "redis_url"),
+        description="external Redis; unset = start a private redis-server (embedded)",
+    )
+    key_prefix: str = Field("", description="prefix of every stream and key name")
+    redis_passwords: dict[Role, SecretStr] = Field(
+        default_factory=dict,
+        description="password per ACL user (TRIARB_REDIS_PASSWORDS__PRODUCER=...); embedded generates missing",
+    )
+    var_dir: Path = Field(Path("var"), description="embedded Redis data, runtime file and captures")
+    redis_conf: Path | None = Field(None, description="redis.conf for the embedded server (default: the repo's)")
+    redis_server_bin: str = Field("redis-server", description="redis-server executable for the embedded server")
+    embedded_port: int = Field(6390, ge=0, le=65535, description="embedded server port; 0 or busy = a free one")
+    streams: StreamLimits = Field(default_factory=StreamLimits)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    log_level: str = Field("INFO")
+    log_format: LogFormat = Field(LogFormat.AUTO, description="auto = human on a terminal, JSON otherwise")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"log_level {value!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("TRIARB_CONFIG", DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file.is_file() or "TRIARB_CONFIG" in os.environ:
+            if not toml_file.is_file():
+                raise FileNotFoundError(f"TRIARB_CONFIG names {toml_file}, which does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def names(self) -> StreamNames:
+        return StreamNames(self.key_prefix)
+
+    def password(self, role: Role) -> str | None:
+        secret = self.redis_passwords.get(role)
+        return secret.get_secret_value() if secret is not None else None
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data with every secret replaced by ``'***'``."""
+        data = self.model_dump(mode="json")
+        data["redis_passwords"] = {role: "***" for role in data.get("redis_passwords", {})}
+        if self.redis_url and "@" in self.redis_url:
+            scheme, rest = self.redis_url.split("://", 1)
+            data["redis_url"] = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return data

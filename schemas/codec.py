@@ -1,0 +1,151 @@
+"""The only code that knows how a model is laid out as Redis stream fields.
+
+Scalars become plain field values (so ``redis-cli XRANGE`` reads well), nested lists, dicts and models
+become compact JSON, ``None`` fields are omitted. Decoding checks the schema version first and raises a
+:class:`CodecError` (never anything else) so callers can dead-letter the entry with its reason.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from enum import Enum
+from functools import cache
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from schemas.base import WireModel
+from schemas.control import SymbolControl
+from schemas.health import Health
+from schemas.market import Snapshot, Trade
+from schemas.opportunity import Opportunity
+from schemas.streams import Subject
+
+M = TypeVar("M", bound=WireModel)
+
+SUBJECT_MODELS: dict[Subject, type[WireModel]] = {
+    Subject.SNAPSHOT: Snapshot,
+    Subject.TRADE: Trade,
+    Subject.HEALTH: Health,
+    Subject.CONTROL: SymbolControl,
+    Subject.OPPORTUNITY: Opportunity,
+}
+
+SUPPORTED_VERSIONS: dict[type[WireModel], frozenset[int]] = {model: frozenset({1}) for model in SUBJECT_MODELS.values()}
+
+FieldValue = str | bytes
+
+
+class CodecError(ValueError):
+    """An entry that cannot become a model. ``reason`` is short and safe to store in the dead-letter stream."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownVersionError(CodecError):
+    """The entry's ``v`` is missing or newer than this code understands."""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _encode_value(value: Any) -> FieldValue:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    return orjson.dumps(value, default=_json_default)
+
+
+def encode_fields(model: WireModel) -> list[FieldValue]:
+    """Flat ``[field, value, field, value, ...]`` for XADD/HSET; ``None`` fields are left out."""
+    out: list[FieldValue] = []
+    for name, value in model.__dict__.items():
+        if value is not None:
+            out.append(name)
+            out.append(_encode_value(value))
+    return out
+
+
+def encode_dict(model: WireModel) -> dict[str, FieldValue]:
+    """The same layout as :func:`encode_fields`, as a mapping (for redis-py calls and tests)."""
+    flat = encode_fields(model)
+    return {str(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _is_json_annotation(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_json_annotation(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    if origin is typing.Annotated:
+        return _is_json_annotation(typing.get_args(annotation)[0])
+    if origin in (list, dict, tuple, set, frozenset):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@cache
+def _json_fields(model: type[WireModel]) -> frozenset[str]:
+    return frozenset(name for name, info in model.model_fields.items() if _is_json_annotation(info.annotation))
+
+
+def _text(value: FieldValue) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_as(model: type[M], fields: Mapping[Any, FieldValue]) -> M:
+    """Build ``model`` from stream fields (bytes or str). Raises :class:`CodecError` on any problem."""
+    try:
+        entry = {_text(k): v for k, v in fields.items()}
+    except UnicodeDecodeError as exc:
+        raise CodecError(f"{model.__name__}: field name is not UTF-8") from exc
+    raw_version = entry.get("v")
+    if raw_version is None:
+        raise UnknownVersionError(f"{model.__name__}: entry has no 'v' field")
+    try:
+        version = int(_text(raw_version))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnknownVersionError(f"{model.__name__}: v={raw_version!r} is not an integer") from exc
+    if version not in SUPPORTED_VERSIONS[model]:
+        known = sorted(SUPPORTED_VERSIONS[model])
+        raise UnknownVersionError(f"{model.__name__}: v={version} is not supported (this build reads {known})")
+    json_fields = _json_fields(model)
+    data: dict[str, Any] = {"v": version}
+    try:
+        for name, value in entry.items():
+            if name == "v":
+                continue
+            data[name] = orjson.loads(value) if name in json_fields else _text(value)
+    except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CodecError(f"{model.__name__}: field {name!r} is not valid JSON/UTF-8: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<entry>'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise CodecError(f"{model.__name__}: {problems}") from exc
+
+
+def decode(subject: Subject | str, fields: Mapping[Any, FieldValue]) -> WireModel:
+    """Decode an entry of ``subject``'s stream into its model."""
+    try:
+        model = SUBJECT_MODELS[Subject(subject)]
+    except ValueError as exc:
+        raise CodecError(f"no model for subject {subject!r}") from exc
+    return decode_as(model, fields)

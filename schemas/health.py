@@ -1,0 +1,44 @@
+"""Feed health records published by producers on ``md.health``, once a second and on every state change."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import CanonicalSymbol, EpochMs, ExchangeName, WireModel
+
+
+class Channel(StrEnum):
+    """Which path of a venue feed the record describes."""
+
+    WS = "ws"
+    REST = "rest"
+
+
+class FeedStatus(StrEnum):
+    """``up``: fresh and valid; ``stale``: no message within the watchdog window; ``down``: not connected;
+    ``resyncing``: connected but waiting for a fresh snapshot after a gap or checksum failure."""
+
+    UP = "up"
+    STALE = "stale"
+    DOWN = "down"
+    RESYNCING = "resyncing"
+
+
+class Health(WireModel):
+    """Counters are cumulative over the producer's life, so a reader can diff two records."""
+
+    v: Literal[1] = 1
+    exchange: ExchangeName
+    channel: Channel
+    status: FeedStatus
+    ts: EpochMs = Field(description="when this record was made, ms")
+    last_msg_ms: EpochMs | None = Field(default=None, description="receive time of the last message, ms")
+    reconnects: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    gaps: int = Field(default=0, ge=0)
+    checksum_failures: int = Field(default=0, ge=0)
+    symbols: list[CanonicalSymbol] = Field(default_factory=list)
+    detail: str | None = Field(default=None, description="human-readable reason for the current status")

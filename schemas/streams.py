@@ -1,0 +1,48 @@
+"""Stream and key names in one place. Every name takes an optional prefix so deployments can share a Redis.
+
+The ACL rules in ``redis.conf`` are written for the empty prefix; a prefixed deployment adjusts them.
+For Redis Cluster, a prefix such as ``{coinbase}:`` puts a venue's streams and keys in one hash slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Subject(StrEnum):
+    """The five subjects, named by their stream (without prefix)."""
+
+    SNAPSHOT = "md.snapshot"
+    TRADE = "md.trade"
+    HEALTH = "md.health"
+    CONTROL = "strategy.ctrl.symbols"
+    OPPORTUNITY = "strategy.opportunity"
+
+
+DEADLETTER = "deadletter"
+BOOK_KEY_PREFIX = "md:book:"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamNames:
+    """Resolves subjects and hot-cache keys to Redis key names under ``prefix``."""
+
+    prefix: str = ""
+
+    def stream(self, subject: Subject | str) -> str:
+        return f"{self.prefix}{Subject(subject).value}"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}{DEADLETTER}"
+
+    def book_key(self, exchange: str, symbol: str) -> str:
+        """Hot-cache key holding the latest snapshot of one book (a hash with the stream entry's fields)."""
+        return f"{self.prefix}{BOOK_KEY_PREFIX}{exchange}:{symbol}"
+
+    def subject_of(self, stream: str) -> Subject:
+        """Inverse of :meth:`stream`; raises ``ValueError`` for a key that is not one of ours."""
+        if not stream.startswith(self.prefix):
+            raise ValueError(f"stream {stream!r} does not carry the prefix {self.prefix!r}")
+        return Subject(stream[len(self.prefix):])
