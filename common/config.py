@@ -64,7 +64,9 @@ class BusSettings(BaseModel):
     hot_cache_ttl_ms: int = Field(300_000, gt=0, description="expiry of md:book:* keys after the last write")
     read_count: int = Field(256, gt=0, description="XREADGROUP COUNT")
     read_block_ms: int = Field(500, gt=0, description="XREADGROUP BLOCK; also bounds shutdown latency")
-    claim_idle_ms: int = Field(30_000, gt=0, description="pending entries idle this long are reclaimed")
+    claim_idle_ms: int = Field(
+        30_000, ge=0, description="pending entries idle this long are reclaimed (0 only in single-worker tests)"
+    )
     claim_interval_ms: int = Field(5_000, gt=0)
     max_deliveries: int = Field(5, gt=0, description="deliveries before an entry is dead-lettered")
 
@@ -99,6 +101,8 @@ class Settings(BaseSettings):
     redis_conf: Path | None = Field(None, description="redis.conf for the embedded server (default: the repo's)")
     redis_server_bin: str = Field("redis-server", description="redis-server executable for the embedded server")
     embedded_port: int = Field(6390, ge=0, le=65535, description="embedded server port; 0 or busy = a free one")
+    service_host: str = Field("127.0.0.1", description="bind address of /healthz and /metrics")
+    service_port: int = Field(9464, ge=0, le=65535, description="port of /healthz and /metrics (0 = any free)")
     streams: StreamLimits = Field(default_factory=StreamLimits)
     bus: BusSettings = Field(default_factory=BusSettings)
     log_level: str = Field("INFO")

@@ -1,0 +1,62 @@
+# Two commands on a fresh Debian/Ubuntu machine: `make demo` and `make test`. Both bootstrap themselves
+# (system packages with apt when missing, the project into .venv) and are idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := redis-server
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus tail clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+system-deps:  ## apt-get install redis-server if it is missing
+	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "triarb needs Python 3.11+; $(PYTHON) is $$($(PYTHON) --version)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3-venv is missing; installing it with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+bootstrap: system-deps $(STAMP)  ## system packages + .venv with the project installed
+
+demo: bootstrap  ## run the whole stack on the built-in demo feed (Ctrl-C stops everything)
+	$(BIN)/triarb up --demo
+
+tail: bootstrap  ## follow md.snapshot of a running stack (STREAM=md.trade to pick another)
+	$(BIN)/triarb tail $(or $(STREAM),md.snapshot) --last 5
+
+lint: bootstrap  ## ruff
+	$(BIN)/ruff check .
+
+typecheck: bootstrap  ## mypy --strict on the contracts and shared runtime
+	$(BIN)/mypy
+
+pytest: bootstrap
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest  ## the whole suite: lint, types, unit and integration tests
+
+bench-bus: bootstrap  ## bus publish/drain throughput as ratios to redis-benchmark and a plain loop
+	$(BIN)/python scripts/bench_bus.py
+
+bench: bench-bus  ## every benchmark
+
+clean:  ## remove .venv, caches and runtime data under var/
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

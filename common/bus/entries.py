@@ -1,0 +1,51 @@
+"""What the bus hands to consumers: raw stream entries and decoded deliveries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.base import WireModel
+from schemas.streams import Subject
+
+Fields = dict[bytes, bytes]
+"""A stream entry's field/value pairs exactly as Redis returned them (bytes; the codec decodes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One entry as read, before decoding: what ``triarb tail`` prints and dead-letters carry."""
+
+    stream: str
+    id: str
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One decoded entry handed to a handler. ``id`` is the Redis stream id (also the SSE event id)."""
+
+    subject: Subject
+    stream: str
+    id: str
+    model: WireModel
+
+
+def text(value: Any) -> str:
+    """Redis replies are bytes (``decode_responses=False`` keeps the hot path cheap); names are ASCII."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_stream_reply(reply: Any) -> list[StreamEntry]:
+    """Flatten an XREAD/XREADGROUP reply (RESP2, as ``common.redis.connect`` negotiates) into entries.
+
+    Entries whose body is ``None`` (trimmed away while pending) are skipped: Redis 7 drops them from the
+    pending list itself, so there is nothing left to process or acknowledge.
+    """
+    out: list[StreamEntry] = []
+    for stream_name, messages in reply or ():
+        name = text(stream_name)
+        for entry_id, fields in messages:
+            if fields is not None:
+                out.append(StreamEntry(name, text(entry_id), fields))
+    return out

@@ -1,0 +1,227 @@
+"""Consumer-group worker loop: at-least-once delivery, reclaiming a dead worker's entries, dead letters.
+
+One iteration is one round trip: the XACK of the batch just handled travels in the same pipeline as the
+XREADGROUP of the next one. Entries are acknowledged only after the handler returned, so a worker that
+dies mid-batch leaves them pending; another worker's periodic XAUTOCLAIM takes them over once they have
+been idle ``claim_idle_ms``. An entry that cannot be decoded is dead-lettered at once; one whose handler
+keeps failing is retried (via reclaim) and dead-lettered after ``max_deliveries``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError
+
+from common import metrics
+from common.bus.entries import Delivery, StreamEntry, parse_stream_reply, text
+from common.config import BusSettings
+from schemas.codec import CodecError, decode
+from schemas.streams import StreamNames, Subject
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[Delivery]], Awaitable[None]]
+"""Processes a batch; returning means its effects are durable and the batch may be acknowledged."""
+
+DEADLETTER_MAXLEN = 10_000
+
+
+def consumer_name() -> str:
+    """Unique per process and start, so a restarted worker never inherits a dead one's pending list."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class GroupConsumer:
+    """Reads ``subjects`` as consumer ``name`` of ``group`` and feeds decoded batches to ``handler``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        names: StreamNames,
+        bus: BusSettings,
+        *,
+        group: str,
+        subjects: Sequence[Subject],
+        handler: Handler,
+        name: str | None = None,
+        start_id: str = "$",
+        deadletter_maxlen: int = DEADLETTER_MAXLEN,
+    ) -> None:
+        self._redis = redis
+        self._names = names
+        self._bus = bus
+        self.group = group
+        self.name = name or consumer_name()
+        self._streams = {names.stream(subject): subject for subject in subjects}
+        self._handler = handler
+        self._start_id = start_id
+        self._deadletter_maxlen = deadletter_maxlen
+        self._to_ack: dict[str, list[str]] = {}
+        self._claim_cursor = dict.fromkeys(self._streams, "0-0")
+        self._next_claim_at = 0.0
+
+    async def ensure_groups(self) -> None:
+        """Create the group on every stream (and the stream itself); an existing group is fine."""
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, self.group, id=self._start_id, mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> None:
+        """Work until ``stop`` is set (checked between reads, so at most ``read_block_ms`` later).
+
+        ``burst=True`` drains what is there now (new and reclaimable entries) and returns: tests and
+        one-shot jobs need no sleeps. Either way the batch in hand is finished and acknowledged.
+        """
+        stop = stop or asyncio.Event()
+        await self.ensure_groups()
+        try:
+            while not stop.is_set():
+                reclaimed = await self.reclaim(force=burst)
+                if reclaimed:
+                    continue
+                batch = await self._ack_and_read(block=not burst)
+                if batch:
+                    await self._process(batch)
+                elif burst:
+                    return
+        finally:
+            await self._flush_acks()
+
+    async def reclaim(self, *, force: bool = False) -> int:
+        """XAUTOCLAIM entries idle for ``claim_idle_ms`` (from any consumer, us included) and process them.
+
+        Runs at most every ``claim_interval_ms`` unless forced. Returns how many entries were taken.
+        """
+        now = time.monotonic()
+        if not force and now < self._next_claim_at:
+            return 0
+        self._next_claim_at = now + self._bus.claim_interval_ms / 1000
+        # Handled-but-unacknowledged entries are still pending and would look idle: ack them first.
+        await self._flush_acks()
+        await self._update_lag()
+        taken = 0
+        for stream in self._streams:
+            cursor, raw_entries, _deleted = await self._redis.xautoclaim(
+                stream, self.group, self.name, self._bus.claim_idle_ms,
+                start_id=self._claim_cursor[stream], count=self._bus.read_count,
+            )
+            self._claim_cursor[stream] = text(cursor)
+            entries = [StreamEntry(stream, text(i), f) for i, f in raw_entries if f is not None]
+            if not entries:
+                continue
+            taken += len(entries)
+            metrics.BUS_CLAIMED.labels(stream=stream, group=self.group).inc(len(entries))
+            log.info("reclaimed idle entries", extra={"stream": stream, "group": self.group, "count": len(entries)})
+            deliveries = await self._delivery_counts(stream, entries)
+            exhausted = [e for e in entries if deliveries.get(e.id, 0) > self._bus.max_deliveries]
+            for entry in exhausted:
+                reason = f"handler failed on {deliveries[entry.id]} deliveries (max_deliveries={self._bus.max_deliveries})"
+                await self._deadletter(entry, "max_deliveries", reason, deliveries[entry.id])
+            retry = [e for e in entries if deliveries.get(e.id, 0) <= self._bus.max_deliveries]
+            if retry:
+                await self._process(retry, deliveries)
+        return taken
+
+    async def _update_lag(self) -> None:
+        for stream in self._streams:
+            for info in await self._redis.xinfo_groups(stream):
+                if text(info["name"]) == self.group and info.get("lag") is not None:
+                    metrics.BUS_CONSUMER_LAG.labels(stream=stream, group=self.group).set(int(info["lag"]))
+
+    async def _delivery_counts(self, stream: str, entries: list[StreamEntry]) -> dict[str, int]:
+        rows = await self._redis.xpending_range(
+            stream, self.group, min=entries[0].id, max=entries[-1].id, count=len(entries) * 2, consumername=self.name
+        )
+        return {text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    async def _ack_and_read(self, *, block: bool) -> list[StreamEntry]:
+        pipe = self._redis.pipeline(transaction=False)
+        acked = self._queue_acks(pipe)
+        pipe.xreadgroup(
+            self.group, self.name, dict.fromkeys(self._streams, ">"),
+            count=self._bus.read_count, block=self._bus.read_block_ms if block else None,
+        )
+        replies = await pipe.execute()
+        self._count_acks(acked)
+        return parse_stream_reply(replies[-1])
+
+    async def _process(self, entries: list[StreamEntry], deliveries: dict[str, int] | None = None) -> None:
+        batch: list[Delivery] = []
+        for entry in entries:
+            subject = self._streams[entry.stream]
+            metrics.BUS_CONSUMED.labels(stream=entry.stream, group=self.group).inc()
+            try:
+                batch.append(Delivery(subject, entry.stream, entry.id, decode(subject, entry.fields)))
+            except CodecError as exc:
+                count = (deliveries or {}).get(entry.id, 1)
+                await self._deadletter(entry, "codec", exc.reason, count)
+        if not batch:
+            return
+        try:
+            await self._handler(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Left pending on purpose: reclaim retries it after claim_idle_ms, then dead-letters it.
+            metrics.BUS_HANDLER_ERRORS.labels(stream=batch[0].stream, group=self.group).inc(len(batch))
+            log.exception("handler failed; batch stays pending for retry", extra={"group": self.group,
+                                                                                 "entries": len(batch)})
+            return
+        for delivery in batch:
+            self._to_ack.setdefault(delivery.stream, []).append(delivery.id)
+
+    async def _deadletter(self, entry: StreamEntry, kind: str, reason: str, deliveries: int) -> None:
+        """Move an entry to ``deadletter`` and acknowledge it, atomically (MULTI), so it is never lost."""
+        fields = {text(k): v.decode(errors="backslashreplace") for k, v in entry.fields.items()}
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(
+            self._names.deadletter,
+            {
+                "stream": entry.stream,
+                "id": entry.id,
+                "group": self.group,
+                "consumer": self.name,
+                "reason": reason,
+                "deliveries": deliveries,
+                "fields": orjson.dumps(fields),
+            },
+            maxlen=self._deadletter_maxlen,
+            approximate=True,
+        )
+        pipe.xack(entry.stream, self.group, entry.id)
+        await pipe.execute()
+        metrics.BUS_DEADLETTERED.labels(stream=entry.stream, reason=kind).inc()
+        log.warning("dead-lettered entry", extra={"stream": entry.stream, "id": entry.id, "reason": reason})
+
+    def _queue_acks(self, pipe: Pipeline) -> dict[str, int]:
+        acked = {stream: len(ids) for stream, ids in self._to_ack.items() if ids}
+        for stream, ids in self._to_ack.items():
+            if ids:
+                pipe.xack(stream, self.group, *ids)
+        self._to_ack = {}
+        return acked
+
+    def _count_acks(self, acked: dict[str, int]) -> None:
+        for stream, count in acked.items():
+            metrics.BUS_ACKED.labels(stream=stream, group=self.group).inc(count)
+
+    async def _flush_acks(self) -> None:
+        if not any(self._to_ack.values()):
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        acked = self._queue_acks(pipe)
+        await pipe.execute()
+        self._count_acks(acked)

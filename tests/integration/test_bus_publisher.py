@@ -1,0 +1,137 @@
+"""Publisher: batches many entries per round trip, writes the hot cache with them, loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from common.bus import Publisher, PublishError
+from common.config import BusSettings, Role, Settings, StreamLimits
+from schemas import Snapshot, Subject
+from schemas.codec import decode_as
+from tests import samples
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def producer(connect_as: Callable[..., Redis]) -> Redis:
+    return connect_as(Role.PRODUCER)
+
+
+@pytest.fixture
+async def publisher(producer: Redis, settings: Settings) -> AsyncIterator[Publisher]:
+    async with Publisher(producer, settings.names, settings.streams, settings.bus) as pub:
+        yield pub
+
+
+async def command_calls(admin: Redis, command: str) -> int:
+    stats = await admin.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_thousand_snapshots_take_two_round_trips_not_a_thousand(
+    publisher: Publisher, admin: Redis
+) -> None:
+    await admin.config_resetstat()
+    for seq in range(1000):
+        await publisher.publish(samples.snapshot(book_seq=seq))
+    await publisher.flush()
+
+    # batch size 512 -> 512 + 488 entries; each batch is one EVALSHA (one EVAL when the script was not cached)
+    assert publisher.flushes == 2
+    assert await command_calls(admin, "evalsha") + await command_calls(admin, "eval") <= 3
+    assert await command_calls(admin, "xadd") == 1000
+    assert await admin.xlen("md.snapshot") == 1000
+
+
+async def test_publish_below_high_water_returns_without_suspending(publisher: Publisher) -> None:
+    # The hot path never awaits I/O: driving the coroutine once must finish it.
+    coroutine = publisher.publish(samples.snapshot())
+    with pytest.raises(StopIteration):
+        coroutine.send(None)
+    assert publisher.buffered == 1
+
+
+async def test_hot_cache_holds_the_last_snapshot_of_each_book_and_expires(
+    publisher: Publisher, admin: Redis, settings: Settings
+) -> None:
+    for seq in range(1, 6):
+        await publisher.publish(samples.snapshot("BTC-USD", book_seq=seq))
+        await publisher.publish(samples.snapshot("ETH-USD", book_seq=seq * 10))
+    await publisher.flush()
+
+    btc = await admin.hgetall(settings.names.book_key("coinbase", "BTC-USD"))
+    eth = await admin.hgetall(settings.names.book_key("coinbase", "ETH-USD"))
+    assert decode_as(Snapshot, btc) == samples.snapshot("BTC-USD", book_seq=5)
+    assert decode_as(Snapshot, eth) == samples.snapshot("ETH-USD", book_seq=50)
+    ttl_ms = await admin.pttl(settings.names.book_key("coinbase", "BTC-USD"))
+    assert 0 < ttl_ms <= settings.bus.hot_cache_ttl_ms
+
+
+async def test_entries_reach_each_stream_in_publish_order(publisher: Publisher, admin: Redis) -> None:
+    await publisher.publish(samples.snapshot(book_seq=1))
+    await publisher.publish(samples.trade(trade_id="a"))
+    await publisher.publish(samples.snapshot(book_seq=2))
+    await publisher.publish(samples.trade(trade_id="b"))
+    await publisher.publish(samples.health())
+    await publisher.flush()
+
+    snapshots = await admin.xrange("md.snapshot")
+    trades = await admin.xrange("md.trade")
+    assert [fields[b"book_seq"] for _, fields in snapshots] == [b"1", b"2"]
+    assert [fields[b"trade_id"] for _, fields in trades] == [b"a", b"b"]
+    assert await admin.xlen("md.health") == 1
+
+
+async def test_streams_are_trimmed_to_their_approximate_maxlen(
+    producer: Redis, admin: Redis, settings: Settings
+) -> None:
+    limits = StreamLimits(snapshot=100)
+    async with Publisher(producer, settings.names, limits, settings.bus) as pub:
+        for seq in range(2000):
+            await pub.publish(samples.snapshot(book_seq=seq))
+    # MAXLEN ~ trims whole radix-tree nodes (100 entries each by default), so the length overshoots a bit.
+    assert 100 <= await admin.xlen("md.snapshot") < 300
+
+
+async def test_small_batches_flush_after_the_linger_without_an_explicit_flush(
+    publisher: Publisher, admin: Redis
+) -> None:
+    await publisher.publish(samples.trade())
+    reply = await admin.xread({"md.trade": "0"}, block=5000)
+    assert len(reply[0][1]) == 1
+
+
+async def test_script_evicted_from_redis_is_sent_again_with_eval(publisher: Publisher, admin: Redis) -> None:
+    await admin.script_flush()
+    await publisher.publish(samples.trade())
+    await publisher.flush()
+    assert await admin.xlen("md.trade") == 1
+
+
+async def test_lost_connection_is_retried_and_no_entry_is_lost(publisher: Publisher, admin: Redis) -> None:
+    await publisher.publish(samples.trade(trade_id="before"))
+    await publisher.flush()
+    await admin.client_kill_filter(user="producer")
+    await publisher.publish(samples.trade(trade_id="after"))
+    await publisher.flush()
+    assert [f[b"trade_id"] for _, f in await admin.xrange("md.trade")] == [b"before", b"after"]
+
+
+async def test_redis_refusing_a_batch_raises_publish_error_with_the_reason(
+    producer: Redis, admin: Redis, settings: Settings
+) -> None:
+    # The producer ACL user may not write strategy.* streams.
+    pub = Publisher(producer, settings.names, settings.streams, BusSettings())
+    pub.start()
+    await pub.publish(samples.opportunity())
+    with pytest.raises(PublishError, match="NOPERM|permission"):
+        await pub.flush()
+    with pytest.raises(PublishError):
+        await pub.publish(samples.trade())
+    with pytest.raises(PublishError):
+        await pub.close()
+    assert await admin.exists(settings.names.stream(Subject.OPPORTUNITY)) == 0

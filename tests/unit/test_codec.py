@@ -1,0 +1,149 @@
+"""The codec is the wire contract: every subject survives a round trip, and bad entries fail typed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import (
+    CodecError,
+    Health,
+    Leg,
+    Opportunity,
+    Snapshot,
+    Source,
+    Subject,
+    SymbolControl,
+    Trade,
+    UnknownVersionError,
+    decode,
+    encode_fields,
+)
+from schemas.base import WireModel
+from schemas.codec import encode_dict
+from schemas.opportunity import FillLeg, FillStatus, FillTrace
+from tests import samples
+
+symbols = st.from_regex(r"\A[A-Z0-9]{1,6}-[A-Z0-9]{1,6}\Z")
+exchanges = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z")
+epoch_ms = st.integers(min_value=0, max_value=2**53)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+positive = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infinity=False)
+levels = st.lists(st.tuples(positive, positive, positive), max_size=10)
+texts = st.text(max_size=40)
+
+snapshots = st.builds(
+    Snapshot, exchange=exchanges, symbol=symbols, ts_event=epoch_ms, ts_ingest=epoch_ms, bids=levels,
+    asks=levels, source=st.sampled_from(list(Source)),
+    latency_ms=st.dictionaries(texts, finite, max_size=3), book_seq=st.integers(min_value=0, max_value=2**62),
+    venue_seq=st.none() | st.integers(min_value=0, max_value=2**62),
+    checksum=st.none() | st.integers(0, 2**32 - 1),
+)
+trades = st.builds(
+    Trade, exchange=exchanges, symbol=symbols, price=positive, size=positive, ts_event=epoch_ms,
+    ts_ingest=epoch_ms, trade_id=st.none() | texts,
+)
+healths = st.builds(
+    Health, exchange=exchanges, ts=epoch_ms, last_msg_ms=st.none() | epoch_ms,
+    reconnects=st.integers(0, 10**9), errors=st.integers(0, 10**9), gaps=st.integers(0, 10**9),
+    checksum_failures=st.integers(0, 10**9), symbols=st.lists(symbols, max_size=5), detail=st.none() | texts,
+)
+controls = st.builds(
+    SymbolControl,
+    symbols=st.dictionaries(st.sampled_from(["*", "coinbase", "kraken"]), st.lists(symbols, max_size=5)),
+    ts=epoch_ms, issued_by=st.text(min_size=1, max_size=64),
+)
+legs = st.builds(Leg, symbol=symbols, price=positive, size=positive, fee=positive, ts_event=epoch_ms)
+fill_legs = st.builds(
+    FillLeg, symbol=symbols, expected_price=positive, fill_price=positive, size=positive, fee=positive,
+    slippage_bps=finite, ts=epoch_ms,
+)
+fills = st.builds(
+    FillTrace, sim_id=texts, status=st.sampled_from(list(FillStatus)), legs=st.lists(fill_legs, max_size=3),
+    expected_pnl=finite, realized_pnl=finite,
+)
+opportunities = st.builds(
+    Opportunity, id=st.text(min_size=1, max_size=30), cycle_id=st.text(min_size=1, max_size=60),
+    exchange=exchanges, roi_net=finite, roi_gross=finite, start_asset=st.text(min_size=1, max_size=8),
+    start_notional=positive, executable_notional=positive, legs=st.lists(legs, min_size=3, max_size=3),
+    fees_total=positive, ts_detect=epoch_ms, ts_publish=epoch_ms, sim_id=st.none() | texts,
+    fill=st.none() | fills,
+)
+
+
+def as_redis_returns(model: WireModel) -> dict[bytes, bytes]:
+    """Fields exactly as redis-py hands them back: bytes keys and values."""
+    return {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in encode_dict(model).items()}
+
+
+@pytest.mark.parametrize(
+    ("subject", "strategy"),
+    [
+        (Subject.SNAPSHOT, snapshots),
+        (Subject.TRADE, trades),
+        (Subject.HEALTH, healths),
+        (Subject.CONTROL, controls),
+        (Subject.OPPORTUNITY, opportunities),
+    ],
+)
+def test_every_subject_round_trips_through_stream_fields(subject: Subject, strategy: Any) -> None:
+    @given(strategy)
+    def round_trip(model: WireModel) -> None:
+        assert decode(subject, as_redis_returns(model)) == model
+
+    round_trip()
+
+
+def test_scalars_are_plain_text_and_nested_values_compact_json() -> None:
+    fields = encode_dict(samples.snapshot(book_seq=7))
+    assert fields["symbol"] == "BTC-USD"
+    assert fields["book_seq"] == "7"
+    assert fields["source"] == "ws"
+    assert fields["ts_event"] == str(samples.T0_MS + 7)
+    assert fields["bids"] == b"[[60006.5,0.25,0.25],[60006.0,1.5,1.75]]"
+    assert orjson.loads(fields["latency_ms"]) == {"venue_to_ingest": 3.0}
+
+
+def test_absent_optional_fields_are_omitted_not_written_as_none() -> None:
+    flat = encode_fields(samples.trade(trade_id=None))
+    assert "trade_id" not in flat
+    assert "None" not in flat
+
+
+def test_unknown_version_is_a_typed_error_naming_the_version() -> None:
+    fields = as_redis_returns(samples.trade()) | {b"v": b"2"}
+    with pytest.raises(UnknownVersionError, match="v=2 is not supported"):
+        decode(Subject.TRADE, fields)
+
+
+def test_missing_version_is_an_unknown_version_error() -> None:
+    fields = as_redis_returns(samples.trade())
+    del fields[b"v"]
+    with pytest.raises(UnknownVersionError, match="no 'v' field"):
+        decode(Subject.TRADE, fields)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "reason"),
+    [
+        ({b"bids": b"[[1,2"}, "not valid JSON"),
+        ({b"symbol": b"btc/usd"}, "not canonical BASE-QUOTE"),
+        ({b"ts_event": b"yesterday"}, "ts_event"),
+        ({b"surprise": b"1"}, "surprise"),
+        ({b"source": b"fax"}, "source"),
+    ],
+)
+def test_invalid_entry_raises_codec_error_with_a_reason(mutation: dict[bytes, bytes], reason: str) -> None:
+    fields = as_redis_returns(samples.snapshot()) | mutation
+    with pytest.raises(CodecError) as caught:
+        decode(Subject.SNAPSHOT, fields)
+    assert reason in caught.value.reason
+
+
+def test_unknown_subject_is_a_codec_error() -> None:
+    with pytest.raises(CodecError, match="no model for subject"):
+        decode("md.orders", {b"v": b"1"})

@@ -1,0 +1,254 @@
+"""The ``triarb`` command: every entry point of the stack, one sub-command each."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.bus import FanoutReader, Publisher, latest
+from common.config import Role, Settings
+from common.logging import configure_logging
+from common.redis import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    RedisEndpoint,
+    RedisNotConfiguredError,
+    connect,
+    resolve_endpoint,
+)
+from schemas import Subject, SymbolControl
+from schemas.control import ALL_VENUES
+from triarb.stack import install_stop_signals, run_stack
+from triarb.tail import format_entry
+
+NOT_BUILT = {
+    "producer": ("hold a venue's WebSocket book and publish snapshots (coinbase|kraken)", 3),
+    "replay": ("replay a captured NDJSON session through fake venues", 3),
+    "detector": ("run a triangular-arbitrage detector worker", 4),
+    "backtest": ("run the detector and paper broker over a capture, offline", 4),
+    "persist": ("run a persistence worker (NDJSON files + Redis history)", 5),
+    "dashboard": ("serve the live dashboard (SSE)", 5),
+}
+
+
+class CommandError(Exception):
+    """A problem the user can fix; printed without a traceback, exit status 1."""
+
+
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where available (the event loop the stack is tuned for)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
+    async def serve(endpoint: RedisEndpoint | None) -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+
+        def announce(service: Any) -> None:
+            where = f"embedded redis-server on 127.0.0.1:{endpoint.port}" if endpoint else settings.masked()["redis_url"]
+            print(f"triarb is up: {where}; /healthz and /metrics on http://{settings.service_host}:{service.port}")
+            print("  watch it:  .venv/bin/triarb tail md.snapshot      stop: Ctrl-C", flush=True)
+
+        await run_stack(settings, stop, endpoint=endpoint, demo=args.demo, on_ready=announce)
+
+    if settings.redis_url:
+        run_async(serve(None))
+        return
+    embedded = EmbeddedRedis(settings)
+    try:
+        endpoint = embedded.start()
+    except EmbeddedRedisError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        run_async(serve(endpoint))
+    finally:
+        embedded.stop()
+        print("stopped: embedded redis-server shut down, data kept in", embedded.data_dir, flush=True)
+
+
+def stream_name(settings: Settings, name: str) -> str:
+    """Accept a subject (``md.snapshot``) or ``deadletter`` and apply the key prefix."""
+    if name == "deadletter":
+        return settings.names.deadletter
+    try:
+        return settings.names.stream(Subject(name))
+    except ValueError as exc:
+        known = ", ".join([*(s.value for s in Subject), "deadletter"])
+        raise CommandError(f"unknown stream {name!r}; one of: {known}") from exc
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> None:
+    streams = {stream_name(settings, name): args.start for name in args.streams}
+
+    async def tail() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        redis = connect(settings, Role.DASHBOARD)
+        shown = 0
+        try:
+            if args.last:
+                for stream in streams:
+                    for entry in reversed(await FanoutReader(redis, {stream: "0"}).last(args.last)):
+                        print(format_entry(settings.names, entry, raw=args.raw), flush=True)
+            reader = FanoutReader(redis, streams, block_ms=200)
+            async for entry in reader.follow(stop):
+                print(format_entry(settings.names, entry, raw=args.raw), flush=True)
+                shown += 1
+                if args.count and shown >= args.count:
+                    return
+        finally:
+            await redis.aclose()
+
+    run_async(tail())
+
+
+def cmd_symbols(args: argparse.Namespace, settings: Settings) -> None:
+    if args.action == "show":
+        run_async(show_symbols(settings))
+        return
+    try:
+        control = SymbolControl(
+            symbols={args.venue: args.symbols}, ts=time.time_ns() // 1_000_000, issued_by=args.issued_by
+        )
+    except ValidationError as exc:
+        reasons = "; ".join(err["msg"] for err in exc.errors())
+        raise CommandError(f"control message rejected: {reasons}") from exc
+
+    async def publish() -> None:
+        redis = connect(settings, Role.DETECTOR)
+        try:
+            async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
+                await publisher.publish(control)
+        finally:
+            await redis.aclose()
+        venue = "all venues" if args.venue == ALL_VENUES else args.venue
+        print(f"published to {settings.names.stream(Subject.CONTROL)}: {venue}: {', '.join(args.symbols)}")
+
+    run_async(publish())
+
+
+async def show_symbols(settings: Settings) -> None:
+    redis = connect(settings, Role.DASHBOARD)
+    try:
+        delivery = await latest(redis, settings.names, Subject.CONTROL)
+    finally:
+        await redis.aclose()
+    if delivery is None:
+        print("no symbol control published yet (producers use their configured defaults)")
+        return
+    control = delivery.model
+    assert isinstance(control, SymbolControl)
+    print(f"latest control {delivery.id} by {control.issued_by}:")
+    for venue, symbols in control.symbols.items():
+        print(f"  {'all venues' if venue == ALL_VENUES else venue}: {', '.join(symbols) or '(none)'}")
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> None:
+    print(json.dumps(settings.masked(), indent=2, default=str))
+
+
+def cmd_redis_cli(args: argparse.Namespace, settings: Settings) -> None:
+    """Exec redis-cli against the stack's Redis as an ACL user; the password goes via REDISCLI_AUTH."""
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        raise CommandError("redis-cli is not installed (apt-get install redis-tools)")
+    role = Role(args.role)
+    endpoint = resolve_endpoint(settings)
+    if endpoint is not None:
+        target = ["-h", endpoint.host, "-p", str(endpoint.port), "--user", role.value]
+        password = endpoint.passwords.get(role)
+    elif settings.redis_url:
+        target = ["-u", settings.redis_url]
+        password = settings.password(role)
+        if password is not None:
+            target += ["--user", role.value]
+    else:
+        raise CommandError(str(RedisNotConfiguredError()))
+    env = dict(os.environ)
+    if password is not None:
+        env["REDISCLI_AUTH"] = password
+    os.execve(binary, [binary, *target, *args.args], env)
+
+
+def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
+    def stub(args: argparse.Namespace, settings: Settings) -> None:
+        raise CommandError(f"`triarb {command}` is not built yet (it arrives with issue #{issue})")
+
+    return stub
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triarb", description="Simulation-first triangular arbitrage on Redis Streams."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the whole stack (starts a private redis-server unless REDIS_URL)")
+    up.add_argument("--demo", action="store_true", help="feed it with the built-in synthetic demo data")
+    up.set_defaults(run=cmd_up)
+
+    tail = commands.add_parser("tail", help="follow streams live, one readable line per entry")
+    tail.add_argument("streams", nargs="+", metavar="STREAM", help="md.snapshot, md.trade, ..., deadletter")
+    tail.add_argument("--from", dest="start", default="$", help="start id: $ = only new (default), 0 = all")
+    tail.add_argument("--last", type=int, default=0, help="first print the last N entries of each stream")
+    tail.add_argument("--count", type=int, default=0, help="exit after N new entries (0 = follow forever)")
+    tail.add_argument("--raw", action="store_true", help="print fields as stored instead of a summary")
+    tail.set_defaults(run=cmd_tail)
+
+    symbols = commands.add_parser("symbols", help="publish or show the symbol set producers subscribe to")
+    actions = symbols.add_subparsers(dest="action", required=True, metavar="ACTION")
+    set_ = actions.add_parser("set", help="publish a new symbol set on strategy.ctrl.symbols")
+    set_.add_argument("symbols", nargs="+", metavar="SYMBOL", help="canonical BASE-QUOTE, e.g. BTC-USD")
+    set_.add_argument("--venue", default=ALL_VENUES, help="venue it applies to (default: all venues)")
+    set_.add_argument("--issued-by", default="cli")
+    actions.add_parser("show", help="print the latest symbol set")
+    symbols.set_defaults(run=cmd_symbols)
+
+    config = commands.add_parser("config", help="print the effective configuration, secrets masked")
+    config.set_defaults(run=cmd_config)
+
+    redis_cli = commands.add_parser("redis-cli", help="open redis-cli on the stack's Redis as an ACL user")
+    redis_cli.add_argument("--as", dest="role", default=Role.ADMIN.value, choices=[r.value for r in Role])
+    redis_cli.add_argument("args", nargs=argparse.REMAINDER, help="redis-cli arguments, e.g. XLEN md.snapshot")
+    redis_cli.set_defaults(run=cmd_redis_cli)
+
+    for command, (summary, issue) in NOT_BUILT.items():
+        stub = commands.add_parser(command, help=f"{summary} [not built yet]", add_help=False)
+        stub.add_argument("rest", nargs=argparse.REMAINDER)
+        stub.set_defaults(run=not_built(command, issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"triarb: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        args.run(args, settings)
+    except (CommandError, RedisNotConfiguredError) as exc:
+        print(f"triarb: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""``triarb up``: runs the parts of the stack as tasks of one process and stops them in order.
+
+Order matters on the way down: components stop reading and drain first, publishers flush, the HTTP
+endpoint closes, and only then does the caller stop the embedded Redis they were all writing to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common.bus import Publisher
+from common.config import Role, Settings
+from common.redis import RedisEndpoint, connect
+from common.service import CheckResult, ServiceEndpoint
+from producers.demo import DemoFeed
+
+log = logging.getLogger(__name__)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set ``stop``; a second signal while stopping exits at once (a stuck shutdown)."""
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting without draining", signal.Signals(signum).name)
+            raise SystemExit(130)
+        log.info("%s received: draining and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+
+
+async def run_stack(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    endpoint: RedisEndpoint | None = None,
+    demo: bool = False,
+    on_ready: Callable[[ServiceEndpoint], None] | None = None,
+) -> None:
+    """Run until ``stop`` is set. Components that do not exist yet are simply absent."""
+    producer_redis = connect(settings, Role.PRODUCER, endpoint=endpoint)
+    monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
+    service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
+    redis_ok = RedisCheck()
+    service.add_check("redis", redis_ok.result)
+    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [lambda: redis_ok.watch(monitor_redis, stop)]
+    try:
+        await service.start()
+        async with Publisher(producer_redis, settings.names, settings.streams, settings.bus) as publisher:
+            if demo:
+                feed = DemoFeed(publisher)
+                jobs.append(lambda: feed.run(stop))
+            if on_ready is not None:
+                on_ready(service)
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    group.create_task(job())
+    finally:
+        await service.stop()
+        await producer_redis.aclose()
+        await monitor_redis.aclose()
+
+
+class RedisCheck:
+    """``/healthz`` check: Redis answered a PING within the last few seconds."""
+
+    def __init__(self) -> None:
+        self._ok = False
+        self._detail = "not checked yet"
+
+    def result(self) -> CheckResult:
+        return CheckResult(ok=self._ok, detail=self._detail)
+
+    async def watch(self, redis: Redis, stop: asyncio.Event, interval_s: float = 2.0) -> None:
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(interval_s):
+                    await redis.ping()
+                self._ok, self._detail = True, "PING ok"
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._ok, self._detail = False, f"PING failed: {exc!r}"
+            try:
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+            except TimeoutError:
+                pass
