@@ -13,7 +13,7 @@ from schemas.control import SymbolControl
 from schemas.health import Channel, FeedStatus, Health
 from schemas.market import Level, Side, Snapshot, Source, Trade, canonical_symbol
 from schemas.opportunity import FillLeg, FillTrace, Leg, Opportunity
-from schemas.streams import Subject, StreamNames
+from schemas.streams import StreamNames, Subject
 
 __all__ = [
     "Channel",

@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.redis import EmbeddedRedis, RedisEndpoint, connect
 from redis.asyncio import Redis
 
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import Role, Settings, StreamLimits
-from common.redis import EmbeddedRedis, RedisEndpoint, connect
 from schemas import Snapshot, Subject
 from schemas.codec import encode_fields
 

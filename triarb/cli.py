@@ -12,10 +12,6 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
-from common.bus import FanoutReader, Publisher, latest
-from common.config import Role, Settings
 from common.logging import configure_logging
 from common.redis import (
     EmbeddedRedis,
@@ -25,6 +21,10 @@ from common.redis import (
     connect,
     resolve_endpoint,
 )
+from pydantic import ValidationError
+
+from common.bus import FanoutReader, Publisher, latest
+from common.config import Role, Settings
 from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
 from triarb.stack import install_stop_signals, run_stack
@@ -61,7 +61,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
         install_stop_signals(stop)
 
         def announce(service: Any) -> None:
-            where = f"embedded redis-server on 127.0.0.1:{endpoint.port}" if endpoint else settings.masked()["redis_url"]
+            where = settings.masked()["redis_url"]
+            if endpoint is not None:
+                where = f"embedded redis-server on {endpoint.host}:{endpoint.port}"
             print(f"triarb is up: {where}; /healthz and /metrics on http://{settings.service_host}:{service.port}")
             print("  watch it:  .venv/bin/triarb tail md.snapshot      stop: Ctrl-C", flush=True)
 

@@ -36,6 +36,11 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def parse_range_reply(stream: str, reply: Any) -> list[StreamEntry]:
+    """Entries of an XRANGE/XREVRANGE/XAUTOCLAIM list, in reply order, skipping deleted bodies."""
+    return [StreamEntry(stream, text(entry_id), fields) for entry_id, fields in reply or () if fields is not None]
+
+
 def parse_stream_reply(reply: Any) -> list[StreamEntry]:
     """Flatten an XREAD/XREADGROUP reply (RESP2, as ``common.redis.connect`` negotiates) into entries.
 

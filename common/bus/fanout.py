@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
 from common import metrics
-from common.bus.entries import Delivery, StreamEntry, parse_stream_reply, text
+from common.bus.entries import Delivery, StreamEntry, parse_range_reply, parse_stream_reply, text
 from schemas.codec import CodecError, decode
 from schemas.streams import StreamNames, Subject
 
@@ -63,7 +64,8 @@ class FanoutReader:
     async def read(self, *, block: bool = True) -> list[StreamEntry]:
         """One XREAD from the saved positions; advances them past what it returns."""
         await self.resolve_new_only()
-        reply = await self._redis.xread(self.positions, count=self._count, block=self._block_ms if block else None)
+        positions: dict[Any, Any] = dict(self.positions)
+        reply = await self._redis.xread(positions, count=self._count, block=self._block_ms if block else None)
         entries = parse_stream_reply(reply)
         for entry in entries:
             self.positions[entry.stream] = entry.id
@@ -73,8 +75,7 @@ class FanoutReader:
         """The newest ``count`` entries of every stream, newest first (XREVRANGE); positions are unchanged."""
         entries: list[StreamEntry] = []
         for stream in self.positions:
-            for entry_id, fields in await self._redis.xrevrange(stream, count=count):
-                entries.append(StreamEntry(stream, text(entry_id), fields))
+            entries.extend(parse_range_reply(stream, await self._redis.xrevrange(stream, count=count)))
         return entries
 
     async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[StreamEntry]:
@@ -98,8 +99,8 @@ def decode_entry(names: StreamNames, entry: StreamEntry) -> Delivery | None:
 async def latest(redis: Redis, names: StreamNames, subject: Subject) -> Delivery | None:
     """The newest valid entry of ``subject`` (XREVRANGE), e.g. the control state a producer starts from."""
     stream = names.stream(subject)
-    for entry_id, fields in await redis.xrevrange(stream, count=16):
-        delivery = decode_entry(names, StreamEntry(stream, text(entry_id), fields))
+    for entry in parse_range_reply(stream, await redis.xrevrange(stream, count=16)):
+        delivery = decode_entry(names, entry)
         if delivery is not None:
             return delivery
     return None

@@ -23,7 +23,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from common import metrics
-from common.bus.entries import Delivery, StreamEntry, parse_stream_reply, text
+from common.bus.entries import Delivery, StreamEntry, parse_range_reply, parse_stream_reply, text
 from common.config import BusSettings
 from schemas.codec import CodecError, decode
 from schemas.streams import StreamNames, Subject
@@ -89,13 +89,12 @@ class GroupConsumer:
         await self.ensure_groups()
         try:
             while not stop.is_set():
-                reclaimed = await self.reclaim(force=burst)
-                if reclaimed:
+                if await self.reclaim():
                     continue
                 batch = await self._ack_and_read(block=not burst)
                 if batch:
                     await self._process(batch)
-                elif burst:
+                elif burst and not await self.reclaim(force=True):
                     return
         finally:
             await self._flush_acks()
@@ -119,7 +118,7 @@ class GroupConsumer:
                 start_id=self._claim_cursor[stream], count=self._bus.read_count,
             )
             self._claim_cursor[stream] = text(cursor)
-            entries = [StreamEntry(stream, text(i), f) for i, f in raw_entries if f is not None]
+            entries = parse_range_reply(stream, raw_entries)
             if not entries:
                 continue
             taken += len(entries)
@@ -128,8 +127,9 @@ class GroupConsumer:
             deliveries = await self._delivery_counts(stream, entries)
             exhausted = [e for e in entries if deliveries.get(e.id, 0) > self._bus.max_deliveries]
             for entry in exhausted:
-                reason = f"handler failed on {deliveries[entry.id]} deliveries (max_deliveries={self._bus.max_deliveries})"
-                await self._deadletter(entry, "max_deliveries", reason, deliveries[entry.id])
+                count = deliveries[entry.id]
+                reason = f"handler failed on {count} deliveries (max_deliveries={self._bus.max_deliveries})"
+                await self._deadletter(entry, "max_deliveries", reason, count)
             retry = [e for e in entries if deliveries.get(e.id, 0) <= self._bus.max_deliveries]
             if retry:
                 await self._process(retry, deliveries)

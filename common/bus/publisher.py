@@ -18,6 +18,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
@@ -227,8 +228,9 @@ class Publisher:
         for stream, count in _count_by_stream(batch).items():
             metrics.BUS_PUBLISHED.labels(stream=stream).inc(count)
 
-    async def _call(self, conn: Connection, command: tuple[str | int | bytes, ...]) -> None:
-        await conn.send_packed_command(hiredis.pack_command(command), check_health=False)
+    async def _call(self, conn: Connection, command: tuple[Any, ...]) -> None:
+        packed = hiredis.pack_command(command)
+        await conn.send_packed_command(packed, check_health=False)
         await conn.read_response(timeout=REPLY_TIMEOUT_S)
 
     def _script_arguments(self, batch: list[_Entry]) -> tuple[list[str], list[FieldValue | int]]:
@@ -260,7 +262,7 @@ class Publisher:
 
     async def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = await self._redis.connection_pool.get_connection()
+            self._conn = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         return self._conn
 
     async def _drop_connection(self) -> None:

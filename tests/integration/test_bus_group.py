@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from common.bus import Delivery, GroupConsumer, Publisher
-from common.config import BusSettings, Role, Settings
+from common.config import Role, Settings
 from schemas import Subject
 from schemas.codec import encode_dict
 from tests import samples

@@ -1,0 +1,46 @@
+"""Prometheus metrics shared by the runtime, defined once on the default registry.
+
+Names carry the ``triarb_`` prefix and their unit. Component-specific metrics live in their component.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BUS_PUBLISHED = Counter(
+    "triarb_bus_published_entries_total", "Entries written to a stream by a publisher", ["stream"]
+)
+BUS_FLUSHES = Counter("triarb_bus_publish_flushes_total", "Publisher round trips that wrote a batch")
+BUS_FLUSH_ERRORS = Counter(
+    "triarb_bus_publish_flush_errors_total", "Publisher flushes that failed (retried or fatal)"
+)
+BUS_BATCH_SIZE = Histogram(
+    "triarb_bus_publish_batch_entries", "Entries per publisher round trip",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
+BUS_FLUSH_SECONDS = Histogram(
+    "triarb_bus_publish_flush_seconds", "Duration of one publisher round trip",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+BUS_CONSUMED = Counter(
+    "triarb_bus_consumed_entries_total", "Entries delivered to a group worker", ["stream", "group"]
+)
+BUS_ACKED = Counter(
+    "triarb_bus_acked_entries_total", "Entries acknowledged by a group worker", ["stream", "group"]
+)
+BUS_DEADLETTERED = Counter(
+    "triarb_bus_deadlettered_entries_total", "Entries moved to the dead-letter stream", ["stream", "reason"]
+)
+BUS_CLAIMED = Counter(
+    "triarb_bus_claimed_entries_total", "Idle pending entries taken over with XAUTOCLAIM", ["stream", "group"]
+)
+BUS_HANDLER_ERRORS = Counter(
+    "triarb_bus_handler_errors_total", "Entries whose batch handler raised (left pending)", ["stream", "group"]
+)
+BUS_CONSUMER_LAG = Gauge(
+    "triarb_bus_group_lag_entries", "Entries not yet delivered to the group", ["stream", "group"]
+)
+BUS_INVALID_SKIPPED = Counter(
+    "triarb_bus_invalid_entries_skipped_total", "Undecodable entries a fan-out reader skipped", ["stream"]
+)
+SERVICE_UP = Gauge("triarb_service_up", "1 while a service runs", ["service"])
