@@ -14,17 +14,18 @@ lost may be written twice), and a Redis error reply (ACL, OOM) is fatal and rais
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common import metrics
@@ -58,7 +59,8 @@ while i <= #ARGV do
 end
 return last_id
 """
-PUBLISH_SCRIPT_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
+MAX_IN_FLIGHT = 4
+"""Batches sent but not yet answered; beyond this the buffer grows towards ``publish_high_water``."""
 
 REPLY_TIMEOUT_S = 10.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -72,17 +74,30 @@ class PublishError(RuntimeError):
 
 @dataclass(slots=True)
 class _Entry:
+    """A buffered entry, its fields already packed as RESP bulk strings: one bytes object per entry keeps
+    both the flush (a join) and the garbage collector's work small."""
+
     stream: str
     maxlen: int
     cache_key: str | None
-    fields: list[FieldValue]
+    pairs: int
+    bulks: bytes
+
+
+def pack_bulks(args: Sequence[FieldValue | int]) -> bytes:
+    """RESP bulk strings for ``args`` without the array header, so they can be spliced into one command."""
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub declares a 1-tuple
+    return packed[packed.index(b"\r\n") + 2 :]
 
 
 class Publisher:
-    """Buffers entries and flushes them from one background task, by size or after ``publish_linger_ms``.
+    """Buffers entries and writes them in batches of up to ``publish_batch_size``, pipelined.
 
-    ``publish()`` only encodes and appends; it awaits nothing unless more than ``publish_high_water``
-    entries are waiting (backpressure). Use as ``async with Publisher(...) as pub:``; leaving flushes.
+    A full batch is sent from ``publish()`` itself (a buffered socket write, no waiting for the reply), so
+    Redis executes batch k while the caller encodes batch k+1; a receiver task reads the replies in order.
+    A partial batch goes after ``publish_linger_ms``. ``publish()`` awaits only when more than
+    ``publish_high_water`` entries are unwritten (backpressure). ``async with`` starts it and, on exit,
+    flushes everything.
     """
 
     def __init__(self, redis: Redis, names: StreamNames, limits: StreamLimits, bus: BusSettings) -> None:
@@ -90,18 +105,21 @@ class Publisher:
         self._names = names
         self._limits = limits
         self._bus = bus
+        self._targets = {subject: (names.stream(subject), limits.for_subject(subject)) for subject in Subject}
         self._buffer: list[_Entry] = []
+        self._in_flight: deque[list[_Entry]] = deque()
         self._pending = asyncio.Event()
         self._full = asyncio.Event()
+        self._sent = asyncio.Event()
         self._progress = asyncio.Condition()
         self._enqueued = 0
         self._written = 0
         self._error: PublishError | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._conn: Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn: AbstractConnection | None = None
+        self._broken = False
         self.flushes = 0
-        """Round trips that wrote a batch (tests count these instead of timing anything)."""
+        """Batches written, each in one round trip (tests count these instead of timing anything)."""
 
     async def __aenter__(self) -> Publisher:
         self.start()
@@ -111,8 +129,11 @@ class Publisher:
         await self.close()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="publisher-flush")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._send_lingering(), name="publisher-send"),
+                asyncio.create_task(self._receive_replies(), name="publisher-receive"),
+            ]
 
     async def publish(self, model: WireModel) -> None:
         """Queue ``model`` on its subject's stream (snapshots also refresh their hot-cache key)."""
@@ -122,40 +143,41 @@ class Publisher:
         if subject is Subject.SNAPSHOT:
             assert isinstance(model, Snapshot)
             cache_key = self._names.book_key(model.exchange, model.symbol)
-        stream = self._names.stream(subject)
-        self._buffer.append(_Entry(stream, self._limits.for_subject(subject), cache_key, encode_fields(model)))
+        fields = encode_fields(model)
+        stream, maxlen = self._targets[subject]
+        self._buffer.append(_Entry(stream, maxlen, cache_key, len(fields) // 2, pack_bulks(fields)))
         self._enqueued += 1
         self._pending.set()
         if len(self._buffer) >= self._bus.publish_batch_size:
-            self._full.set()
-            if len(self._buffer) >= self._bus.publish_high_water:
-                await self._wait_written(self._enqueued - self._bus.publish_high_water + 1)
+            if self._conn is not None and not self._broken and len(self._in_flight) < MAX_IN_FLIGHT:
+                await self._send(self._take_batch())
+            elif self._enqueued - self._written > self._bus.publish_high_water:
+                await self._wait_written(self._enqueued - self._bus.publish_high_water)
 
     async def flush(self) -> None:
         """Return once everything published before this call is in Redis."""
         self._full.set()
+        self._pending.set()
         await self._wait_written(self._enqueued)
 
     async def close(self) -> None:
-        """Flush what is buffered, stop the flush task and return the connection. Idempotent."""
-        if self._task is None:
+        """Flush what is buffered, stop the tasks and close the connection. Idempotent."""
+        if not self._tasks:
             return
         try:
-            if self._error is None and not self._task.done():
+            if self._error is None:
                 await self.flush()
         finally:
-            self._closing = True
-            self._pending.set()
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-            if self._conn is not None:
-                await self._redis.connection_pool.release(self._conn)
-                self._conn = None
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+            await self._drop_connection()
         self._raise_if_failed()
 
     @property
     def buffered(self) -> int:
+        """Entries published but not yet sent."""
         return len(self._buffer)
 
     def _raise_if_failed(self) -> None:
@@ -167,74 +189,118 @@ class Publisher:
             await self._progress.wait_for(lambda: self._written >= target or self._error is not None)
         self._raise_if_failed()
 
-    async def _run(self) -> None:
+    def _take_batch(self) -> list[_Entry]:
+        batch = self._buffer[: self._bus.publish_batch_size]
+        del self._buffer[: len(batch)]
+        if not self._buffer:
+            self._pending.clear()
+            self._full.clear()
+        return batch
+
+    async def _send(self, batch: list[_Entry]) -> None:
+        """Write one batch; nothing may suspend between queueing it as in flight and the socket write,
+        so the order of ``_in_flight`` is the order on the wire."""
+        conn = self._conn
+        self._in_flight.append(batch)
+        self._sent.set()
+        if conn is None or not conn.is_connected:
+            self._broken = True  # the receiver requeues everything in flight and the sender reconnects
+            return
+        try:
+            await conn.send_packed_command(self.script_command(batch), check_health=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            self._broken = True
+
+    async def _send_lingering(self) -> None:
+        """Sends partial batches once they have waited ``publish_linger_ms``, and (re)connects."""
         linger_s = self._bus.publish_linger_ms / 1000
-        while not self._closing:
+        attempt = 0
+        while True:
             await self._pending.wait()
             if linger_s and not self._full.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(linger_s):
                         await self._full.wait()
-                except TimeoutError:
-                    pass
-            batch = self._buffer[: self._bus.publish_batch_size]
-            del self._buffer[: len(batch)]
-            if len(self._buffer) < self._bus.publish_batch_size:
-                self._full.clear()
-            if not self._buffer:
-                self._pending.clear()
-            if not batch:
-                continue
             try:
-                await self._write_with_retry(batch)
-            except PublishError as exc:
-                self._error = exc
-                log.error("publisher stopped: %s", exc, extra={"entries_lost": len(batch) + len(self._buffer)})
+                if self._conn is None:
+                    await self._connect()
+                while self._buffer and not self._broken and len(self._in_flight) < MAX_IN_FLIGHT:
+                    await self._send(self._take_batch())
+                attempt = 0
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await self._connection_lost(exc, attempt)
+                attempt += 1
+                continue
+            if self._buffer:  # in-flight limit reached: wait for replies before sending more
+                async with self._progress:
+                    await self._progress.wait()
+
+    async def _receive_replies(self) -> None:
+        while True:
+            await self._sent.wait()
+            if not self._in_flight:
+                self._sent.clear()
+                continue
+            conn = self._conn
+            started = time.perf_counter()
+            try:
+                if conn is None or self._broken:
+                    raise RedisConnectionError("the connection broke while sending")
+                await conn.read_response(timeout=REPLY_TIMEOUT_S)
+            except ResponseError as exc:
+                await self._fail(PublishError(f"Redis refused a batch of {len(self._in_flight[0])} entries: {exc}"))
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await self._connection_lost(exc, 0)
+                continue
+            batch = self._in_flight.popleft()
+            self._record(batch, time.perf_counter() - started)
             async with self._progress:
                 self._written += len(batch)
                 self._progress.notify_all()
-            if self._error is not None:
-                return
 
-    async def _write_with_retry(self, batch: list[_Entry]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._write(batch)
-                return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                metrics.BUS_FLUSH_ERRORS.inc()
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
-                log.warning("publish flush failed, retrying in %.2fs: %s", delay, exc, extra={"entries": len(batch)})
-                await self._drop_connection()
-                await asyncio.sleep(delay)
-                attempt += 1
-            except ResponseError as exc:
-                metrics.BUS_FLUSH_ERRORS.inc()
-                raise PublishError(f"Redis refused a batch of {len(batch)} entries: {exc}") from exc
-
-    async def _write(self, batch: list[_Entry]) -> None:
-        keys, argv = self._script_arguments(batch)
-        started = time.perf_counter()
-        conn = await self._connection()
-        try:
-            await self._call(conn, ("EVALSHA", PUBLISH_SCRIPT_SHA, len(keys), *keys, *argv))
-        except NoScriptError:
-            await self._call(conn, ("EVAL", PUBLISH_SCRIPT, len(keys), *keys, *argv))
+    def _record(self, batch: list[_Entry], seconds: float) -> None:
         self.flushes += 1
         metrics.BUS_FLUSHES.inc()
         metrics.BUS_BATCH_SIZE.observe(len(batch))
-        metrics.BUS_FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BUS_FLUSH_SECONDS.observe(seconds)
         for stream, count in _count_by_stream(batch).items():
             metrics.BUS_PUBLISHED.labels(stream=stream).inc(count)
 
-    async def _call(self, conn: Connection, command: tuple[Any, ...]) -> None:
-        packed = hiredis.pack_command(command)
-        await conn.send_packed_command(packed, check_health=False)
-        await conn.read_response(timeout=REPLY_TIMEOUT_S)
+    async def _fail(self, error: PublishError) -> None:
+        """A Redis error reply is not transient (ACL, OOM, a bad script): stop and tell every caller."""
+        metrics.BUS_FLUSH_ERRORS.inc()
+        lost = sum(len(batch) for batch in self._in_flight) + len(self._buffer)
+        log.error("publisher stopped: %s", error, extra={"entries_unwritten": lost})
+        self._error = error
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        async with self._progress:
+            self._progress.notify_all()
 
-    def _script_arguments(self, batch: list[_Entry]) -> tuple[list[str], list[FieldValue | int]]:
-        """Build KEYS/ARGV; only the last entry per book writes the hot cache (earlier ones are superseded)."""
+    async def _connection_lost(self, exc: BaseException, attempt: int) -> None:
+        """Requeue every unacknowledged batch in order (at-least-once) and reconnect after a backoff."""
+        metrics.BUS_FLUSH_ERRORS.inc()
+        requeued = [entry for batch in self._in_flight for entry in batch]
+        self._in_flight.clear()
+        self._buffer[:0] = requeued
+        await self._drop_connection()
+        self._broken = False
+        delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+        log.warning("publisher lost its connection, resending in %.2fs: %s", delay, exc,
+                    extra={"entries_requeued": len(requeued)})
+        self._full.set()
+        self._pending.set()
+        await asyncio.sleep(delay)
+
+    def script_command(self, batch: list[_Entry]) -> bytes:
+        """The whole batch as one packed ``EVAL`` of ``PUBLISH_SCRIPT``.
+
+        Always EVAL, never EVALSHA: Redis caches the compiled script by its SHA either way, the body adds
+        <1% to a batch, and there is no NOSCRIPT reply that could reorder pipelined batches.
+        Only the last entry per book writes the hot cache: earlier ones in the batch are superseded.
+        """
         stream_index: dict[str, int] = {}
         maxlens: list[int] = []
         for entry in batch:
@@ -247,29 +313,34 @@ class Publisher:
                 last_for_key[entry.cache_key] = position
         cache_index = {key: len(stream_index) + n for n, key in enumerate(last_for_key, start=1)}
         keys = [*stream_index, *cache_index]
-        argv: list[FieldValue | int] = [len(stream_index)]
-        argv.extend(maxlens)
-        argv.append(self._bus.hot_cache_ttl_ms)
+        head: list[FieldValue | int] = [
+            "EVAL", PUBLISH_SCRIPT, len(keys), *keys, len(stream_index), *maxlens, self._bus.hot_cache_ttl_ms
+        ]
+        parts = [b"", pack_bulks(head)]
+        argc = len(head)
         for position, entry in enumerate(batch):
             cache = 0
             if entry.cache_key is not None and last_for_key[entry.cache_key] == position:
                 cache = cache_index[entry.cache_key]
-            argv.append(stream_index[entry.stream])
-            argv.append(cache)
-            argv.append(len(entry.fields) // 2)
-            argv.extend(entry.fields)
-        return keys, argv
+            parts.append(pack_bulks((stream_index[entry.stream], cache, entry.pairs)))
+            parts.append(entry.bulks)
+            argc += 3 + 2 * entry.pairs
+        parts[0] = b"*%d\r\n" % argc
+        return b"".join(parts)
 
-    async def _connection(self) -> Connection:
-        if self._conn is None:
-            self._conn = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        return self._conn
+    async def _connect(self) -> None:
+        """A dedicated connection (not from the pool: it is held for the publisher's life), without a socket
+        timeout so that a write never suspends before reaching the transport buffer."""
+        pool = self._redis.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        conn = pool.connection_class(**kwargs)
+        await conn.connect()  # type: ignore[no-untyped-call]
+        self._conn = conn
 
     async def _drop_connection(self) -> None:
-        if self._conn is not None:
-            await self._conn.disconnect()
-            await self._redis.connection_pool.release(self._conn)
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect()
 
 
 def _count_by_stream(batch: list[_Entry]) -> dict[str, int]:
