@@ -109,12 +109,15 @@ def _text(value: FieldValue) -> str:
 
 
 def decode_as(model: type[M], fields: Mapping[Any, FieldValue]) -> M:
-    """Build ``model`` from stream fields (bytes or str). Raises :class:`CodecError` on any problem."""
+    """Build ``model`` from stream fields (bytes or str). Raises :class:`CodecError` on any problem.
+
+    This runs for every consumed entry, so it makes one pass and leaves the rest to pydantic-core.
+    """
     try:
-        entry = {_text(k): v for k, v in fields.items()}
+        entry = {k.decode() if type(k) is bytes else k: v for k, v in fields.items()}
     except UnicodeDecodeError as exc:
         raise CodecError(f"{model.__name__}: field name is not UTF-8") from exc
-    raw_version = entry.get("v")
+    raw_version = entry.pop("v", None)
     if raw_version is None:
         raise UnknownVersionError(f"{model.__name__}: entry has no 'v' field")
     try:
@@ -126,11 +129,13 @@ def decode_as(model: type[M], fields: Mapping[Any, FieldValue]) -> M:
         raise UnknownVersionError(f"{model.__name__}: v={version} is not supported (this build reads {known})")
     json_fields = _json_fields(model)
     data: dict[str, Any] = {"v": version}
+    name = ""
     try:
         for name, value in entry.items():
-            if name == "v":
-                continue
-            data[name] = orjson.loads(value) if name in json_fields else _text(value)
+            if name in json_fields:
+                data[name] = orjson.loads(value)
+            else:
+                data[name] = value.decode() if type(value) is bytes else value
     except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CodecError(f"{model.__name__}: field {name!r} is not valid JSON/UTF-8: {exc}") from exc
     try:

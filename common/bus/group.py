@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
@@ -160,9 +161,10 @@ class GroupConsumer:
 
     async def _process(self, entries: list[StreamEntry], deliveries: dict[str, int] | None = None) -> None:
         batch: list[Delivery] = []
+        for stream, count in Counter(entry.stream for entry in entries).items():
+            metrics.BUS_CONSUMED.labels(stream=stream, group=self.group).inc(count)
         for entry in entries:
             subject = self._streams[entry.stream]
-            metrics.BUS_CONSUMED.labels(stream=entry.stream, group=self.group).inc()
             try:
                 batch.append(Delivery(subject, entry.stream, entry.id, decode(subject, entry.fields)))
             except CodecError as exc:
