@@ -1,0 +1,197 @@
+"""`triarb up --demo` as a user runs it: a real process with its private redis-server, driven by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+if shutil.which("redis-server") is None:
+    pytest.skip("redis-server is not installed: run `make test` (it installs it with apt)", allow_module_level=True)
+
+UP_LINE = re.compile(r"triarb is up: embedded redis-server on 127\.0\.0\.1:(\d+); .* http://127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    cwd: Path
+    redis_port: int
+    service_port: int
+    runtime: dict[str, object]
+
+    def triarb(self, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "triarb.cli", *args], env=self.env, cwd=self.cwd, capture_output=True,
+            text=True, timeout=timeout_s,
+        )
+
+
+def clean_env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIARB_") and k != "REDIS_URL"}
+    env |= {
+        "TRIARB_VAR_DIR": str(var_dir), "TRIARB_EMBEDDED_PORT": "0", "TRIARB_SERVICE_PORT": "0",
+        "TRIARB_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    return env
+
+
+def start_stack(workdir: Path) -> Stack:
+    env = clean_env(workdir / "var")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "triarb.cli", "up", "--demo"], env=env, cwd=workdir, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = UP_LINE.search(line)
+    if match is None:
+        process.kill()
+        pytest.fail(f"`triarb up --demo` did not come up; first line: {line!r}")
+    runtime = json.loads((workdir / "var" / "redis.json").read_text())
+    return Stack(process, env, workdir, int(match[1]), int(match[2]), runtime)
+
+
+def interrupt(stack: Stack) -> str:
+    """Ctrl-C as a terminal sends it; returns what the process printed on its way out."""
+    stack.process.send_signal(signal.SIGINT)
+    out, _ = stack.process.communicate(timeout=30)
+    return out
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    if running.process.poll() is None:
+        interrupt(running)
+
+
+def test_tail_shows_demo_snapshots_as_readable_lines(stack: Stack) -> None:
+    result = stack.triarb("tail", "md.snapshot", "--count", "3")
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, result.stderr
+    assert len(lines) == 3
+    for line in lines:
+        assert re.search(r"md\.snapshot  demo (BTC-USD|ETH-USD|ETH-BTC)  bid \S+ x \S+ \| ask \S+ x \S+", line)
+
+
+def test_tail_last_prints_history_before_following(stack: Stack) -> None:
+    result = stack.triarb("tail", "md.health", "--last", "1", "--count", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("demo/ws up") == 2
+
+
+def test_healthz_is_ok_and_metrics_count_published_entries(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.service_port}"
+    with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:
+        health = json.loads(response.read())
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert health["status"] == "ok"
+    assert health["checks"]["redis"]["ok"] is True
+    published = re.search(r'triarb_bus_published_entries_total\{stream="md.snapshot"\} (\S+)', metrics)
+    assert published is not None and float(published[1]) > 0
+
+
+def test_symbols_set_is_published_and_shown_back(stack: Stack) -> None:
+    assert stack.triarb("symbols", "set", "--venue", "kraken", "BTC-USD", "ETH-BTC").returncode == 0
+    shown = stack.triarb("symbols", "show")
+    assert "kraken: BTC-USD, ETH-BTC" in shown.stdout
+
+
+def test_bad_control_message_is_rejected_with_a_reason(stack: Stack) -> None:
+    result = stack.triarb("symbols", "set", "btc/usd")
+    assert result.returncode == 1
+    assert "control message rejected" in result.stderr
+    assert "not canonical BASE-QUOTE" in result.stderr
+
+
+def test_dashboard_user_is_refused_xadd_but_can_xrange(stack: Stack) -> None:
+    password = stack.runtime["passwords"]["dashboard"]  # type: ignore[index]
+    base = ["redis-cli", "-p", str(stack.redis_port), "--user", "dashboard", "--pass", password, "--no-auth-warning"]
+    refused = subprocess.run([*base, "XADD", "md.snapshot", "*", "a", "b"], capture_output=True, text=True)
+    allowed = subprocess.run([*base, "XRANGE", "md.snapshot", "-", "+", "COUNT", "1"], capture_output=True, text=True)
+    assert "NOPERM" in refused.stdout + refused.stderr
+    assert "exchange" in allowed.stdout and "demo" in allowed.stdout
+
+
+def test_redis_cli_wrapper_logs_in_as_the_chosen_user(stack: Stack) -> None:
+    whoami = stack.triarb("redis-cli", "--as", "dashboard", "ACL", "WHOAMI")
+    assert whoami.stdout.strip() == "dashboard"
+
+
+def test_unknown_stream_is_a_clear_error(stack: Stack) -> None:
+    result = stack.triarb("tail", "md.orders")
+    assert result.returncode == 1
+    assert "unknown stream 'md.orders'; one of: md.snapshot" in result.stderr
+
+
+def test_second_up_on_the_same_var_dir_is_refused(stack: Stack) -> None:
+    result = stack.triarb("up", "--demo")
+    assert result.returncode == 1
+    assert "already runs" in result.stderr
+
+
+def test_ctrl_c_stops_everything_and_leaves_no_redis_server(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path)
+    redis_pid = int(stack.runtime["pid"])  # type: ignore[call-overload]
+    assert process_exists(redis_pid)
+
+    out = interrupt(stack)
+
+    assert stack.process.returncode == 0
+    assert "embedded redis-server shut down" in out
+    assert not process_exists(redis_pid)
+    assert not (tmp_path / "var" / "redis.json").exists()
+    assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
+
+
+def test_commands_of_later_issues_say_they_are_not_built_yet(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "triarb.cli", "detector"], env=clean_env(tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "`triarb detector` is not built yet (it arrives with issue #4)" in result.stderr
+
+
+def test_help_lists_every_command_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "triarb.cli", "--help"], env=clean_env(tmp_path), capture_output=True, text=True
+    )
+    commands = ["up", "tail", "symbols", "config", "redis-cli", "producer", "replay", "detector", "backtest",
+                "persist", "dashboard"]
+    for command in commands:
+        assert re.search(rf"^    {re.escape(command)}\s+\S", result.stdout, re.MULTILINE), command
+
+
+def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
+    env = clean_env(tmp_path) | {"TRIARB_REDIS_PASSWORDS__PRODUCER": "hunter2", "TRIARB_BUS__READ_COUNT": "64",
+                                 "REDIS_URL": "redis://ops:s3cret@cache.internal:6379/0"}
+    result = subprocess.run([sys.executable, "-m", "triarb.cli", "config"], env=env, capture_output=True, text=True)
+    config = json.loads(result.stdout)
+    assert config["bus"]["read_count"] == 64
+    assert config["redis_passwords"] == {"producer": "***"}
+    assert config["redis_url"] == "redis://***@cache.internal:6379/0"
+    assert "hunter2" not in result.stdout and "s3cret" not in result.stdout
