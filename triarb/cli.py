@@ -12,6 +12,10 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
+from common.bus import FanoutReader, Publisher, latest
+from common.config import Role, Settings
 from common.logging import configure_logging
 from common.redis import (
     EmbeddedRedis,
@@ -21,10 +25,6 @@ from common.redis import (
     connect,
     resolve_endpoint,
 )
-from pydantic import ValidationError
-
-from common.bus import FanoutReader, Publisher, latest
-from common.config import Role, Settings
 from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
 from triarb.stack import install_stop_signals, run_stack

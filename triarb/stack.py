@@ -12,13 +12,13 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from common.redis import RedisEndpoint, connect
-from common.service import CheckResult, ServiceEndpoint
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.bus import Publisher
 from common.config import Role, Settings
+from common.redis import RedisEndpoint, connect
+from common.service import CheckResult, ServiceEndpoint
 from producers.demo import DemoFeed
 
 log = logging.getLogger(__name__)
