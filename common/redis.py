@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from common.config import Role, Settings
 
@@ -235,7 +237,7 @@ class EmbeddedRedis:
         self._endpoint = RedisEndpoint(HOST, port, passwords, self._process.pid)
         try:
             self._wait_ready(timeout_s, log_file)
-            with connect_sync(self._settings, Role.ADMIN, endpoint=self._endpoint) as admin:
+            with self._admin() as admin:
                 for role in ROLE_USERS:
                     admin.execute_command("ACL", "SETUSER", role.value, "resetpass", f">{passwords[role]}")
         except BaseException:
@@ -245,10 +247,19 @@ class EmbeddedRedis:
             self._save_runtime_file()
         return self._endpoint
 
+    def _admin(self, endpoint: RedisEndpoint | None = None) -> redis.Redis:
+        """An admin client that fails fast: redis-py's default retries with backoff would turn "not up
+        yet" and "just shut down" into seconds of waiting."""
+        endpoint = endpoint or self.endpoint
+        return redis.Redis(
+            host=endpoint.host, port=endpoint.port, username=Role.ADMIN.value,
+            password=endpoint.passwords[Role.ADMIN], socket_connect_timeout=5, retry=Retry(NoBackoff(), 0),
+        )
+
     def _wait_ready(self, timeout_s: float, log_file: Path) -> None:
         assert self._process is not None and self._endpoint is not None
         deadline = time.monotonic() + timeout_s
-        client = connect_sync(self._settings, Role.ADMIN, endpoint=self._endpoint)
+        client = self._admin()
         try:
             while True:
                 if self._process.poll() is not None:
@@ -289,7 +300,7 @@ class EmbeddedRedis:
             return
         if endpoint is not None:
             with contextlib.suppress(redis.RedisError, OSError):
-                with connect_sync(self._settings, Role.ADMIN, endpoint=endpoint) as admin:
+                with self._admin(endpoint) as admin:
                     admin.shutdown()
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
             if sig is not None:
