@@ -231,7 +231,10 @@ class Publisher:
                 await self._connection_lost(exc, attempt)
                 attempt += 1
                 continue
-            if self._buffer:  # in-flight limit reached: wait for replies before sending more
+            if not self._buffer:
+                self._pending.clear()
+                self._full.clear()
+            else:  # in-flight limit reached or the connection broke: wait for the receiver to make progress
                 async with self._progress:
                     await self._progress.wait()
 
@@ -292,6 +295,8 @@ class Publisher:
                     extra={"entries_requeued": len(requeued)})
         self._full.set()
         self._pending.set()
+        async with self._progress:
+            self._progress.notify_all()
         await asyncio.sleep(delay)
 
     def script_command(self, batch: list[_Entry]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -135,3 +136,45 @@ async def test_redis_refusing_a_batch_raises_publish_error_with_the_reason(
     with pytest.raises(PublishError):
         await pub.close()
     assert await admin.exists(settings.names.stream(Subject.OPPORTUNITY)) == 0
+
+
+async def test_pipelined_batches_keep_publish_order(producer: Redis, admin: Redis, settings: Settings) -> None:
+    bus = settings.bus.model_copy(update={"publish_batch_size": 50})
+    async with Publisher(producer, settings.names, settings.streams, bus) as pub:
+        for seq in range(3000):
+            await pub.publish(samples.snapshot(book_seq=seq))
+            if seq % 70 == 0:
+                await asyncio.sleep(0)  # let replies arrive while later batches are already sent
+    seqs = [int(fields[b"book_seq"]) for _, fields in await admin.xrange("md.snapshot")]
+    assert seqs == list(range(3000))
+    assert pub.flushes >= 3000 // 50
+
+
+async def test_publish_waits_once_more_than_high_water_entries_are_unwritten(
+    producer: Redis, admin: Redis, settings: Settings
+) -> None:
+    bus = settings.bus.model_copy(update={"publish_batch_size": 10, "publish_high_water": 20})
+    pub = Publisher(producer, settings.names, settings.streams, bus)
+    pub.start()
+    for seq in range(20):  # the flush task has not run yet: nothing is written
+        with pytest.raises(StopIteration):
+            pub.publish(samples.snapshot(book_seq=seq)).send(None)
+
+    waiting = asyncio.ensure_future(pub.publish(samples.snapshot(book_seq=20)))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # backpressure: the 21st entry waits for a flush
+
+    await waiting
+    await pub.close()
+    assert await admin.xlen("md.snapshot") == 21
+
+
+async def test_flushing_an_empty_buffer_returns_and_publishing_goes_on(publisher: Publisher, admin: Redis) -> None:
+    await publisher.flush()
+    await publisher.publish(samples.trade(trade_id="a"))
+    await publisher.flush()
+    await publisher.flush()  # nothing buffered: must not leave the flush task spinning
+    await asyncio.sleep(0.01)
+    await publisher.publish(samples.trade(trade_id="b"))
+    await publisher.flush()
+    assert [f[b"trade_id"] for _, f in await admin.xrange("md.trade")] == [b"a", b"b"]
