@@ -65,9 +65,9 @@ def start_stack(workdir: Path) -> Stack:
     return Stack(process, env, workdir, int(match[1]), int(match[2]), runtime)
 
 
-def interrupt(stack: Stack) -> str:
-    """Ctrl-C as a terminal sends it; returns what the process printed on its way out."""
-    stack.process.send_signal(signal.SIGINT)
+def interrupt(stack: Stack, signum: int = signal.SIGINT) -> str:
+    """Ctrl-C (or a supervisor's SIGTERM); returns what the process printed on its way out."""
+    stack.process.send_signal(signum)
     out, _ = stack.process.communicate(timeout=30)
     return out
 
@@ -154,12 +154,13 @@ def test_second_up_on_the_same_var_dir_is_refused(stack: Stack) -> None:
     assert "already runs" in result.stderr
 
 
-def test_ctrl_c_stops_everything_and_leaves_no_redis_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stop_signal_stops_everything_and_leaves_no_redis_server(tmp_path: Path, signum: int) -> None:
     stack = start_stack(tmp_path)
     redis_pid = int(stack.runtime["pid"])  # type: ignore[call-overload]
     assert process_exists(redis_pid)
 
-    out = interrupt(stack)
+    out = interrupt(stack, signum)
 
     assert stack.process.returncode == 0
     assert "embedded redis-server shut down" in out
