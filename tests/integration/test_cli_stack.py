@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import is_running
+
 pytestmark = pytest.mark.integration
 
 if shutil.which("redis-server") is None:
@@ -70,14 +72,6 @@ def interrupt(stack: Stack, signum: int = signal.SIGINT) -> str:
     stack.process.send_signal(signum)
     out, _ = stack.process.communicate(timeout=30)
     return out
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +152,13 @@ def test_second_up_on_the_same_var_dir_is_refused(stack: Stack) -> None:
 def test_stop_signal_stops_everything_and_leaves_no_redis_server(tmp_path: Path, signum: int) -> None:
     stack = start_stack(tmp_path)
     redis_pid = int(stack.runtime["pid"])  # type: ignore[call-overload]
-    assert process_exists(redis_pid)
+    assert is_running(redis_pid)
 
     out = interrupt(stack, signum)
 
     assert stack.process.returncode == 0
     assert "embedded redis-server shut down" in out
-    assert not process_exists(redis_pid)
+    assert not is_running(redis_pid)
     assert not (tmp_path / "var" / "redis.json").exists()
     assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
 

@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 
 from common.config import Role, Settings
 from common.redis import RUNTIME_FILE, EmbeddedRedis, EmbeddedRedisError, connect_sync
+from tests.processes import is_running, redis_servers_in, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,51 +27,16 @@ def needs_redis_server(redis_server: object) -> None:
     """Skip with the install hint when redis-server is missing (the fixture says so)."""
 
 
-def redis_servers_using(data_dir: Path) -> list[int]:
-    """Live (non-zombie) redis-server processes whose working directory is ``data_dir``."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if "redis-server" not in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                continue
-            if (proc / "stat").read_text().split()[2] == "Z":
-                continue
-            if Path(os.readlink(proc / "cwd")) == data_dir:
-                pids.append(int(proc.name))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return pids
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return (Path(f"/proc/{pid}/stat").read_text().split()[2]) == "Z"
-
-
-def wait_until(condition: object, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_start_and_stop_leave_no_process_behind(tmp_path: Path) -> None:
     server = EmbeddedRedis(Settings(var_dir=tmp_path), port=0)
     endpoint = server.start()
     assert endpoint.pid is not None
-    assert redis_servers_using(server.data_dir) == [endpoint.pid]
+    assert redis_servers_in(server.data_dir) == [endpoint.pid]
 
     server.stop()
 
-    assert gone(endpoint.pid)
-    assert redis_servers_using(server.data_dir) == []
+    assert not is_running(endpoint.pid)
+    assert redis_servers_in(server.data_dir) == []
     assert not (tmp_path / RUNTIME_FILE).exists()
 
 
@@ -145,7 +110,7 @@ def test_failing_start_reports_the_server_log(tmp_path: Path) -> None:
     bad_conf.write_text("no-such-directive yes\n")
     with pytest.raises(EmbeddedRedisError, match="exited with status 1 at start-up"):
         EmbeddedRedis(Settings(var_dir=tmp_path, redis_conf=bad_conf), port=0).start()
-    assert redis_servers_using((tmp_path / "redis").resolve()) == []
+    assert redis_servers_in((tmp_path / "redis").resolve()) == []
 
 
 def test_missing_binary_is_an_actionable_error(tmp_path: Path) -> None:
@@ -169,9 +134,9 @@ def test_server_dies_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
     )
     assert parent.stdout is not None
     server_pid = int(parent.stdout.readline())
-    assert not gone(server_pid)
+    assert is_running(server_pid)
 
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait(timeout=10)
 
-    assert wait_until(lambda: redis_servers_using((tmp_path / "redis").resolve()) == [])
+    assert wait_until(lambda: redis_servers_in((tmp_path / "redis").resolve()) == [])
