@@ -19,7 +19,7 @@ BUS_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 BUS_FLUSH_SECONDS = Histogram(
-    "triarb_bus_publish_flush_seconds", "Duration of one publisher round trip",
+    "triarb_bus_publish_flush_seconds", "Publisher round trip of one batch, from send to reply",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
 )
 BUS_CONSUMED = Counter(

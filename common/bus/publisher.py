@@ -1,10 +1,11 @@
 """Batched, atomic publishing: many XADDs (and hot-cache writes) per round trip.
 
-Why a Lua script sent on a raw connection instead of a redis-py pipeline: redis-py's asyncio connection
+Why a Lua script on a dedicated connection instead of a redis-py pipeline: redis-py's asyncio connection
 packs every command in pure Python (~20 µs per XADD), which caps a pipeline near 30k entries/s on one core.
-Here a whole batch is one ``EVALSHA`` whose arguments ``hiredis.pack_command`` packs in C, and the script
-runs atomically, so a consumer never sees a snapshot on the stream before its hot-cache entry (or vice
-versa). ``make bench-bus`` compares it with ``redis-benchmark -P 100`` on the same payload.
+Here a whole batch is one ``EVAL`` whose arguments ``hiredis.pack_command`` packed in C when each entry was
+published, and the script runs atomically, so a consumer never sees a snapshot on the stream before its
+hot-cache entry (or vice versa). Batches are pipelined: up to ``MAX_IN_FLIGHT`` are sent before their
+replies arrive. ``make bench-bus`` compares it with ``redis-benchmark -P 100`` on the same payload.
 
 Guarantees: entries of one publisher reach Redis in ``publish()`` order; a batch is written entirely or
 not at all; a connection failure retries the batch with backoff (at-least-once: a batch whose reply was
@@ -103,11 +104,11 @@ class Publisher:
     def __init__(self, redis: Redis, names: StreamNames, limits: StreamLimits, bus: BusSettings) -> None:
         self._redis = redis
         self._names = names
-        self._limits = limits
         self._bus = bus
         self._targets = {subject: (names.stream(subject), limits.for_subject(subject)) for subject in Subject}
         self._buffer: list[_Entry] = []
-        self._in_flight: deque[list[_Entry]] = deque()
+        self._in_flight: deque[tuple[list[_Entry], float]] = deque()
+        """Batches on the wire, oldest first, with the time they were sent."""
         self._pending = asyncio.Event()
         self._full = asyncio.Event()
         self._sent = asyncio.Event()
@@ -201,7 +202,7 @@ class Publisher:
         """Write one batch; nothing may suspend between queueing it as in flight and the socket write,
         so the order of ``_in_flight`` is the order on the wire."""
         conn = self._conn
-        self._in_flight.append(batch)
+        self._in_flight.append((batch, time.perf_counter()))
         self._sent.set()
         if conn is None or not conn.is_connected:
             self._broken = True  # the receiver requeues everything in flight and the sender reconnects
@@ -245,19 +246,19 @@ class Publisher:
                 self._sent.clear()
                 continue
             conn = self._conn
-            started = time.perf_counter()
             try:
                 if conn is None or self._broken:
                     raise RedisConnectionError("the connection broke while sending")
                 await conn.read_response(timeout=REPLY_TIMEOUT_S)
             except ResponseError as exc:
-                await self._fail(PublishError(f"Redis refused a batch of {len(self._in_flight[0])} entries: {exc}"))
+                refused = len(self._in_flight[0][0])
+                await self._fail(PublishError(f"Redis refused a batch of {refused} entries: {exc}"))
                 return
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 await self._connection_lost(exc, 0)
                 continue
-            batch = self._in_flight.popleft()
-            self._record(batch, time.perf_counter() - started)
+            batch, sent_at = self._in_flight.popleft()
+            self._record(batch, time.perf_counter() - sent_at)
             async with self._progress:
                 self._written += len(batch)
                 self._progress.notify_all()
@@ -273,7 +274,7 @@ class Publisher:
     async def _fail(self, error: PublishError) -> None:
         """A Redis error reply is not transient (ACL, OOM, a bad script): stop and tell every caller."""
         metrics.BUS_FLUSH_ERRORS.inc()
-        lost = sum(len(batch) for batch in self._in_flight) + len(self._buffer)
+        lost = sum(len(batch) for batch, _ in self._in_flight) + len(self._buffer)
         log.error("publisher stopped: %s", error, extra={"entries_unwritten": lost})
         self._error = error
         for task in self._tasks:
@@ -285,7 +286,7 @@ class Publisher:
     async def _connection_lost(self, exc: BaseException, attempt: int) -> None:
         """Requeue every unacknowledged batch in order (at-least-once) and reconnect after a backoff."""
         metrics.BUS_FLUSH_ERRORS.inc()
-        requeued = [entry for batch in self._in_flight for entry in batch]
+        requeued = [entry for batch, _ in self._in_flight for entry in batch]
         self._in_flight.clear()
         self._buffer[:0] = requeued
         await self._drop_connection()
