@@ -1,6 +1,6 @@
 """Bus throughput as ratios to baselines measured in the same run, on the same private redis-server.
 
-* publish: ``Publisher`` (encode + batched EVALSHA with hot-cache writes) vs ``redis-benchmark -c 1 -P 100``
+* publish: ``Publisher`` (encode + pipelined batched EVAL with hot-cache writes) vs ``redis-benchmark -c 1 -P 100``
   XADD of the same snapshot payload (raw pipelined XADD from C: the ceiling for one connection);
 * drain: ``GroupConsumer`` (XREADGROUP + decode + XACK piggybacked on the next read) vs a plain redis-py
   loop of XREADGROUP then XACK that decodes nothing.

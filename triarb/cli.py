@@ -106,8 +106,11 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> None:
         try:
             if args.last:
                 for stream in streams:
-                    for entry in reversed(await FanoutReader(redis, {stream: "0"}).last(args.last)):
+                    history = list(reversed(await FanoutReader(redis, {stream: "0"}).last(args.last)))
+                    for entry in history:
                         print(format_entry(settings.names, entry, raw=args.raw), flush=True)
+                    if history:  # follow on from exactly the last entry shown: no gap, no repeat
+                        streams[stream] = history[-1].id
             reader = FanoutReader(redis, streams, block_ms=200)
             async for entry in reader.follow(stop):
                 print(format_entry(settings.names, entry, raw=args.raw), flush=True)

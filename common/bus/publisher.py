@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import hiredis
 from redis.asyncio import Redis
@@ -89,6 +90,12 @@ def pack_bulks(args: Sequence[FieldValue | int]) -> bytes:
     """RESP bulk strings for ``args`` without the array header, so they can be spliced into one command."""
     packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub declares a 1-tuple
     return packed[packed.index(b"\r\n") + 2 :]
+
+
+@lru_cache(maxsize=8192)
+def _entry_header(stream: int, cache: int, pairs: int) -> bytes:
+    """The three small integers before each entry's fields; few distinct triples, so cached."""
+    return pack_bulks((stream, cache, pairs))
 
 
 class Publisher:
@@ -328,7 +335,7 @@ class Publisher:
             cache = 0
             if entry.cache_key is not None and last_for_key[entry.cache_key] == position:
                 cache = cache_index[entry.cache_key]
-            parts.append(pack_bulks((stream_index[entry.stream], cache, entry.pairs)))
+            parts.append(_entry_header(stream_index[entry.stream], cache, entry.pairs))
             parts.append(entry.bulks)
             argc += 3 + 2 * entry.pairs
         parts[0] = b"*%d\r\n" % argc
