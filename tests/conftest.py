@@ -11,6 +11,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 import redis.asyncio
@@ -19,6 +20,30 @@ from common.config import Role, Settings
 from common.redis import EmbeddedRedis, RedisEndpoint, connect, connect_sync
 
 ISOLATED_ENV = ("REDIS_URL", "TRIARB_CONFIG")
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The real recorded sessions in ``../shared/fixtures`` (CI has ``../shared`` beside the checkout)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"recorded exchange sessions not found at {SHARED_FIXTURES} (expected ../shared beside the repo)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def recorded_frames(fixtures_dir: Path) -> Callable[[str], list[str]]:
+    """``recorded_frames("coinbase-advanced-2026.ndjson")``: the received frame texts of a recording, in order."""
+    cache: dict[str, list[str]] = {}
+
+    def frames(name: str) -> list[str]:
+        if name not in cache:
+            with (fixtures_dir / name).open("rb") as lines:
+                records = [orjson.loads(line) for line in lines if line.strip()]
+            cache[name] = [r["data"] for r in records if r["t"] == "recv"]
+        return cache[name]
+
+    return frames
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +26,8 @@ from common.redis import (
     connect,
     resolve_endpoint,
 )
+from producers.capture import CaptureFormatError
+from producers.replay import check_capture
 from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
 from triarb.stack import install_stop_signals, run_stack
@@ -32,7 +35,6 @@ from triarb.tail import format_entry
 
 NOT_BUILT = {
     "producer": ("hold a venue's WebSocket book and publish snapshots (coinbase|kraken)", 3),
-    "replay": ("replay a captured NDJSON session through fake venues", 3),
     "detector": ("run a triangular-arbitrage detector worker", 4),
     "backtest": ("run the detector and paper broker over a capture, offline", 4),
     "persist": ("run a persistence worker (NDJSON files + Redis history)", 5),
@@ -191,6 +193,18 @@ def cmd_redis_cli(args: argparse.Namespace, settings: Settings) -> None:
     os.execve(binary, [binary, *target, *args.args], env)
 
 
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
+    if not args.check:
+        raise CommandError("`triarb replay FILE` (publishing at recorded speed) is not built yet; use --check")
+    if not args.file.is_file():
+        raise CommandError(f"no such capture file: {args.file}")
+    try:
+        summary = check_capture(args.file, top_n=args.top)
+    except (CaptureFormatError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(json.dumps(summary, indent=2 if args.pretty else None))
+
+
 def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
     def stub(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"`triarb {command}` is not built yet (it arrives with issue #{issue})")
@@ -232,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     redis_cli.add_argument("--as", dest="role", default=Role.ADMIN.value, choices=[r.value for r in Role])
     redis_cli.add_argument("args", nargs=argparse.REMAINDER, help="redis-cli arguments, e.g. XLEN md.snapshot")
     redis_cli.set_defaults(run=cmd_redis_cli)
+
+    replay = commands.add_parser("replay", help="run a captured NDJSON session through parsers and books")
+    replay.add_argument("file", type=Path, metavar="FILE", help="capture (the ../shared/fixtures line format)")
+    replay.add_argument("--check", action="store_true", help="no Redis: print one JSON summary of the books")
+    replay.add_argument("--top", type=int, default=5, help="levels per side in the summary (default 5)")
+    replay.add_argument("--pretty", action="store_true", help="indent the JSON")
+    replay.set_defaults(run=cmd_replay)
 
     for command, (summary, issue) in NOT_BUILT.items():
         stub = commands.add_parser(command, help=f"{summary} [not built yet]", add_help=False)
