@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus tail clean
+.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus bench-books tail clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,7 +56,10 @@ test: lint typecheck pytest  ## the whole suite: lint, types, unit and integrati
 bench-bus: bootstrap  ## bus publish/drain throughput as ratios to redis-benchmark and a plain loop
 	$(BIN)/python scripts/bench_bus.py
 
-bench: bench-bus  ## every benchmark
+bench-books: bootstrap  ## L5 snapshots/s per venue on the shared recordings, as a ratio to a dict+sorted book
+	$(BIN)/python scripts/bench_books.py
+
+bench: bench-bus bench-books  ## every benchmark
 
 clean:  ## remove .venv, caches and runtime data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from producers.book import BookIntegrityError, OrderBook
+from producers.book import BookIntegrityError, ChecksumToken, OrderBook
 from producers.venues import coinbase, kraken
 from producers.venues.events import (
     BookSnapshot,
@@ -149,14 +149,14 @@ class VenueFeed:
     ) -> list[FeedOutput]:
         try:
             if snapshot:
-                book.apply_snapshot(event.bids, event.asks)
+                book.apply_snapshot(event.bids, event.asks, self._checksum_token(book.symbol, event.checksum_format))
             else:
                 book.apply_update(event.bids, event.asks)
         except BookIntegrityError as exc:
             self.counters.parse_errors += 1
             return [self._invalidate([book.symbol], f"bad level: {exc}")]
         if event.checksum is not None:
-            if self._checksum(book, event.checksum_format) != event.checksum:
+            if self._checksum(book) != event.checksum:
                 self.counters.checksum_fail += 1
                 return [self._invalidate([book.symbol], f"checksum mismatch (venue {event.checksum})")]
             self.counters.checksum_ok += 1
@@ -168,16 +168,21 @@ class VenueFeed:
         bids, asks = book.top(self.top_n)
         return [BookChanged(book.symbol, bids, asks, event.ts_event_ms, sequence, event.checksum)]
 
-    def _checksum(self, book: OrderBook, checksum_format: ChecksumFormat | None) -> int:
-        asks = book.asks.top_text(kraken.CHECKSUM_LEVELS)
-        bids = book.bids.top_text(kraken.CHECKSUM_LEVELS)
+    def _checksum_token(self, symbol: str, checksum_format: ChecksumFormat | None) -> ChecksumToken | None:
+        """How each level of this book contributes to its checksum; fixed at every snapshot."""
+        if checksum_format is ChecksumFormat.KRAKEN_V1:
+            return kraken.token_v1
         if checksum_format is ChecksumFormat.KRAKEN_V2:
-            precision = self.precisions.get(book.symbol)
-            if precision is None:  # cannot verify yet: a mismatch; the resync retries once instruments arrive
-                self.last_error = f"{book.symbol}: no instrument precisions yet for the v2 checksum"
-                return -1
-            return kraken.checksum_v2(asks, bids, *precision)
-        return kraken.checksum_v1(asks, bids)
+            precision = self.precisions.get(symbol)
+            return kraken.token_v2(*precision) if precision is not None else None
+        return None
+
+    def _checksum(self, book: OrderBook) -> int:
+        if book.asks.token is None:  # v2 without instrument precisions: cannot verify, so it cannot pass;
+            self.last_error = f"{book.symbol}: no instrument precisions yet for the v2 checksum"
+            return -1  # the resync that follows retries once the instrument channel has delivered them
+        levels = kraken.CHECKSUM_LEVELS
+        return kraken.checksum(book.asks.checksum_part(levels), book.bids.checksum_part(levels))
 
     def _invalidate(self, symbols: list[str], reason: str) -> ResyncNeeded:
         for symbol in symbols:

@@ -11,7 +11,7 @@ checksum uses them exactly as received. Both checksum the top 10 asks (ascending
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -123,6 +123,24 @@ def fixed_point(text: str, places: int) -> str:
         except InvalidOperation as exc:
             raise VenueProtocolError(f"bad decimal {text!r}") from exc
     return f"{whole}.{fraction.ljust(places, '0')}" if places else whole
+
+
+def token_v1(price: str, size: str) -> str:
+    """A level's part of the v1 checksum string: the wire strings without ``.`` and leading zeros."""
+    return _token(price) + _token(size)
+
+
+def token_v2(price_precision: int, qty_precision: int) -> Callable[[str, str], str]:
+    """A level's part of the v2 checksum string, numbers first written with the instrument precisions."""
+    def token(price: str, size: str) -> str:
+        return _token(fixed_point(price, price_precision)) + _token(fixed_point(size, qty_precision))
+
+    return token
+
+
+def checksum(asks_part: str, bids_part: str) -> int:
+    """CRC-32 (zlib) of the top-10 ask tokens followed by the top-10 bid tokens, as an unsigned int."""
+    return zlib.crc32((asks_part + bids_part).encode())
 
 
 def checksum_v1(asks: Iterable[TextLevel], bids: Iterable[TextLevel]) -> int:
@@ -261,7 +279,7 @@ def _v1_book(payloads: list[dict[str, Any]], symbol: str) -> VenueEvent:
     if "as" in payloads[0] or "bs" in payloads[0]:
         asks, ts_asks = _v1_levels(payloads[0].get("as", []))
         bids, ts_bids = _v1_levels(payloads[0].get("bs", []))
-        return BookSnapshot(symbol, bids, asks, max(ts_asks, ts_bids) or None)
+        return BookSnapshot(symbol, bids, asks, max(ts_asks, ts_bids) or None, None, ChecksumFormat.KRAKEN_V1)
     asks, bids, newest = [], [], 0
     checksum: int | None = None
     for payload in payloads:  # both sides come as two objects, asks first, "c" in the last one

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from producers.book import BookIntegrityError, OrderBook
 
@@ -56,3 +58,29 @@ def test_crossed_book_is_detected() -> None:
 def test_levels_that_are_not_prices_and_sizes_are_rejected(level: tuple[str, str]) -> None:
     with pytest.raises(BookIntegrityError):
         OrderBook("BTC-USD").apply_update(bids=[level], asks=[])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(min_value=1, max_value=40), st.sampled_from(["0", "1", "2.5", "7"])),
+        min_size=1, max_size=120,
+    ),
+    st.sampled_from([None, 12, 25]),
+)
+def test_cached_top_and_checksum_text_always_equal_a_fresh_computation(
+    operations: list[tuple[bool, int, str]], depth: int | None
+) -> None:
+    """Random updates on a small price grid hit inside and outside the cached top-10 window."""
+    book = OrderBook("X-Y", depth=depth)
+    book.apply_snapshot([(str(p), "1") for p in range(1, 30)], [(str(p), "1") for p in range(41, 70)],
+                        token=lambda price, size: f"{price}:{size},")
+    for is_bid, tick, size in operations:
+        price = str(tick) if is_bid else str(tick + 40)
+        book.apply_update([(price, size)] if is_bid else [], [] if is_bid else [(price, size)])
+        for side, descending in ((book.bids, True), (book.asks, False)):
+            expected = sorted(side._levels.items(), key=lambda item: item[0])  # fresh, uncached
+            fresh_prices = [abs(key) for key, _ in expected]
+            assert [p for p, _, _ in side.top(5)] == fresh_prices[:5]
+            assert side.checksum_part(10) == "".join(value[3] for _, value in expected[:10])
+            assert [p for p, _, _ in side.top(5)] == sorted(fresh_prices, reverse=descending)[:5]
