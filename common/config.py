@@ -71,6 +71,24 @@ class BusSettings(BaseModel):
     max_deliveries: int = Field(5, gt=0, description="deliveries before an entry is dead-lettered")
 
 
+class VenueSettings(BaseModel):
+    """One venue's feed: where to connect and which books to hold until the control stream says otherwise."""
+
+    url: str
+    symbols: list[str] = Field(default_factory=list, description="canonical BASE-QUOTE symbols")
+    book_depth: int = Field(10, description="Kraken subscription depth (10, 25, 100, 500, 1000)")
+
+
+class ProducerSettings(BaseModel):
+    coinbase: VenueSettings = Field(default_factory=lambda: VenueSettings(
+        url="wss://advanced-trade-ws.coinbase.com", symbols=["BTC-USD", "ETH-USD", "ETH-BTC"]))
+    kraken: VenueSettings = Field(default_factory=lambda: VenueSettings(
+        url="wss://ws.kraken.com/v2", symbols=["BTC-USD", "ETH-USD", "ETH-BTC"]))
+    snapshot_levels: int = Field(5, gt=0, le=50, description="levels per side in each published snapshot")
+    stale_after_s: float = Field(5.0, gt=0, description="no message this long: the socket is stale, reconnect")
+    health_interval_s: float = Field(1.0, gt=0, description="md.health period (and on every state change)")
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"
     JSON = "json"
@@ -105,6 +123,11 @@ class Settings(BaseSettings):
     service_port: int = Field(9464, ge=0, le=65535, description="port of /healthz and /metrics (0 = any free)")
     streams: StreamLimits = Field(default_factory=StreamLimits)
     bus: BusSettings = Field(default_factory=BusSettings)
+    producers: ProducerSettings = Field(default_factory=ProducerSettings)
+    ws_capture: bool = Field(
+        False, validation_alias=AliasChoices("WS_CAPTURE", "TRIARB_WS_CAPTURE", "ws_capture"),
+        description="write every raw frame sent and received to var/captures/*.ndjson",
+    )
     log_level: str = Field("INFO")
     log_format: LogFormat = Field(LogFormat.AUTO, description="auto = human on a terminal, JSON otherwise")
 

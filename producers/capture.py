@@ -1,16 +1,17 @@
 """The NDJSON capture format shared with ``../shared/fixtures``: one JSON object per line.
 
 ``{"t": "header"|"http"|"connect"|"send"|"recv", "conn", "ts", "data", ...}``; ``ts`` is Unix seconds
-(float) at our side, ``data`` the frame text exactly as sent or received. Reading is here; writing (the
-``WS_CAPTURE`` rotating writer) joins it with the connection runner.
+(float) at our side, ``data`` the frame text exactly as sent or received. :func:`read_capture` reads it;
+:class:`CaptureWriter` writes it (``WS_CAPTURE=true``), rotating files by size.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -40,3 +41,60 @@ def read_capture(path: Path) -> Iterator[CaptureRecord]:
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 raise CaptureFormatError(f"{path}:{number}: not a capture record ({exc})") from exc
             yield CaptureRecord(kind, record.get("conn"), record.get("ts"), record.get("data"), record)
+
+
+class CaptureWriter:
+    """Appends one venue's frames to ``directory/{venue}-{start}-{n}.ndjson``, a new file every
+    ``rotate_bytes``; each file starts with a header so it replays on its own."""
+
+    def __init__(self, directory: Path, venue: str, *, rotate_bytes: int = 256 * 1024 * 1024,
+                 clock: Any = time.time) -> None:
+        self._directory = directory
+        self._venue = venue
+        self._rotate_bytes = rotate_bytes
+        self._clock = clock
+        self._started = time.strftime("%Y%m%dT%H%M%S", time.gmtime(clock()))
+        self._file: BinaryIO | None = None
+        self._written = 0
+        self._index = 0
+        self.paths: list[Path] = []
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._file is None or self._written >= self._rotate_bytes:
+            self._open_next()
+        assert self._file is not None
+        line = orjson.dumps(record) + b"\n"
+        self._file.write(line)
+        self._written += len(line)
+
+    def _open_next(self) -> None:
+        self.close()
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._index += 1
+        path = self._directory / f"{self._venue}-{self._started}-{self._index}.ndjson"
+        self._file = path.open("ab")
+        self._written = 0
+        self.paths.append(path)
+        self._write({"t": "header", "exchange": self._venue.upper(), "recorded": self._clock(), "format": 2})
+
+    def _conn(self, connection: int) -> str:
+        return f"{self._venue}.ws.{connection}"
+
+    def connected(self, connection: int, url: str) -> None:
+        self._write({"t": "connect", "conn": self._conn(connection), "ts": self._clock(), "addr": url})
+
+    def sent(self, connection: int, data: str) -> None:
+        self._write({"t": "send", "conn": self._conn(connection), "ts": self._clock(), "data": data})
+
+    def received(self, connection: int, data: str | bytes) -> None:
+        text = data if isinstance(data, str) else data.decode(errors="replace")
+        self._write({"t": "recv", "conn": self._conn(connection), "ts": self._clock(), "data": text})
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,209 @@
+"""A venue producer: one live connection, its books, and what they publish.
+
+It wires the pure parts (venue parser → :class:`VenueFeed`) to I/O: the :class:`Link` socket, the bus
+publisher (snapshots with hot cache, trades, health) and the control stream. A new connection starts with
+empty books (venues do not resume); an invalid book is resubscribed on the live socket; symbols added or
+removed on ``strategy.ctrl.symbols`` are (un)subscribed on the live socket, without reconnecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from common.bus import FanoutReader, Publisher, decode_entry, latest
+from common.config import ProducerSettings, VenueSettings
+from producers.capture import CaptureWriter
+from producers.connection import Link, LinkSettings, LinkState
+from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
+from producers.venues import coinbase, kraken
+from producers.venues.events import AckStatus, SubscriptionAck, TradePrint, VenueErrorMessage
+from schemas import Health, Snapshot, SymbolControl, Trade
+from schemas.health import Channel, FeedStatus
+from schemas.streams import StreamNames, Subject
+
+log = logging.getLogger(__name__)
+
+
+def subscribe_messages(venue: Venue, symbols: list[str], depth: int) -> list[str]:
+    if venue is Venue.COINBASE:
+        return coinbase.subscribe_messages(symbols)
+    return kraken.subscribe_messages(symbols, depth=depth)
+
+
+def unsubscribe_messages(venue: Venue, symbols: list[str], depth: int) -> list[str]:
+    if venue is Venue.COINBASE:
+        return coinbase.subscribe_messages(symbols, unsubscribe=True)
+    return kraken.unsubscribe_messages(symbols, depth=depth)
+
+
+def resubscribe_messages(venue: Venue, symbols: list[str], depth: int) -> list[str]:
+    if venue is Venue.COINBASE:
+        return coinbase.book_resubscribe_messages(symbols)
+    return kraken.book_resubscribe_messages(symbols, depth=depth)
+
+
+class VenueProducer:
+    """Holds ``venue``'s books over one socket and publishes them. ``redis`` (optional) follows control."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        venue_settings: VenueSettings,
+        settings: ProducerSettings,
+        publisher: Publisher,
+        *,
+        names: StreamNames = StreamNames(),
+        control_redis: Redis | None = None,
+        capture: CaptureWriter | None = None,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.venue = venue
+        self.symbols: list[str] = list(venue_settings.symbols)
+        self._depth = venue_settings.book_depth
+        self._settings = settings
+        self._publisher = publisher
+        self._names = names
+        self._control_redis = control_redis
+        self._clock_ms = clock_ms
+        self.feed = self._new_feed()
+        self.link = Link(
+            LinkSettings(venue_settings.url, stale_after_s=settings.stale_after_s),
+            on_connect=self._on_connect, on_frame=self._on_frame, on_state=self._on_state, capture=capture,
+        )
+        self.link_state = LinkState.CONNECTING
+        self.detail = ""
+        self.last_msg_ms: int | None = None
+        self._book_seq: dict[str, int] = {}
+        self._totals = {"errors": 0, "gaps": 0, "checksum_failures": 0}
+        self._health_due = asyncio.Event()
+
+    def _new_feed(self) -> VenueFeed:
+        depth = self._depth if self.venue is Venue.KRAKEN else None
+        return VenueFeed(self.venue, depth=depth, top_n=self._settings.snapshot_levels)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._control_redis is not None:
+            current = await latest(self._control_redis, self._names, Subject.CONTROL)
+            if current is not None:
+                assert isinstance(current.model, SymbolControl)
+                self.symbols = current.model.for_venue(self.venue.value) or self.symbols
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.link.run(stop))
+            tasks.create_task(self._publish_health(stop))
+            if self._control_redis is not None:
+                tasks.create_task(self._follow_control(stop))
+
+    # --- socket callbacks ---------------------------------------------------------------------------
+
+    async def _on_connect(self) -> None:
+        self._fold_counters()
+        self.feed = self._new_feed()  # the venue does not resume: rebuild every book from new snapshots
+        for message in subscribe_messages(self.venue, self.symbols, self._depth):
+            await self.link.send(message)
+
+    async def _on_frame(self, frame: str | bytes, received_ms: int) -> None:
+        self.last_msg_ms = received_ms
+        for output in self.feed.on_frame(frame):
+            if isinstance(output, BookChanged):
+                await self._publisher.publish(self._snapshot(output, received_ms))
+            elif isinstance(output, TradePrint):
+                await self._publisher.publish(Trade(
+                    exchange=self.venue.value, symbol=output.symbol, price=float(output.price),
+                    size=float(output.size), side=output.side, ts_event=output.ts_event_ms, ts_ingest=received_ms,
+                    trade_id=output.trade_id,
+                ))
+            elif isinstance(output, ResyncNeeded):
+                log.warning("resyncing books", extra={"venue": self.venue.value, "symbols": output.symbols,
+                                                      "reason": output.reason})
+                self.detail = output.reason
+                wanted = [s for s in output.symbols if s in self.symbols]
+                if wanted:
+                    for message in resubscribe_messages(self.venue, wanted, self._depth):
+                        await self.link.send(message)
+                self._health_due.set()
+            elif isinstance(output, SubscriptionAck) and output.status is AckStatus.ERROR:
+                self.detail = f"subscription refused: {output.error}"
+                log.error("subscription refused", extra={"venue": self.venue.value, "error": output.error})
+            elif isinstance(output, VenueErrorMessage):
+                self.detail = f"venue error: {output.message}"
+                log.error("venue error", extra={"venue": self.venue.value, "message": output.message})
+
+    def _on_state(self, state: LinkState, reason: str) -> None:
+        self.link_state = state
+        self.detail = reason
+        self._health_due.set()
+
+    def _snapshot(self, change: BookChanged, received_ms: int) -> Snapshot:
+        seq = self._book_seq[change.symbol] = self._book_seq.get(change.symbol, 0) + 1
+        ts_event = change.ts_event_ms or received_ms
+        return Snapshot(
+            exchange=self.venue.value, symbol=change.symbol, ts_event=ts_event, ts_ingest=received_ms,
+            bids=change.bids, asks=change.asks, latency_ms={"venue_to_ingest": float(received_ms - ts_event)},
+            book_seq=seq, venue_seq=change.venue_seq, checksum=change.checksum,
+        )
+
+    # --- health -------------------------------------------------------------------------------------
+
+    def _fold_counters(self) -> None:
+        counters = self.feed.counters
+        self._totals["errors"] += counters.parse_errors
+        self._totals["gaps"] += counters.gaps
+        self._totals["checksum_failures"] += counters.checksum_fail
+
+    def health(self) -> Health:
+        counters = self.feed.counters
+        if self.link_state is LinkState.UP:
+            resyncing = [s for s in self.symbols if s not in self.feed.valid]
+            status = FeedStatus.RESYNCING if resyncing else FeedStatus.UP
+        else:
+            status = FeedStatus.STALE if self.link_state is LinkState.STALE else FeedStatus.DOWN
+        return Health(
+            exchange=self.venue.value, channel=Channel.WS, status=status, ts=self._clock_ms(),
+            last_msg_ms=self.last_msg_ms, reconnects=max(0, self.link.connections - 1),
+            errors=self._totals["errors"] + counters.parse_errors, gaps=self._totals["gaps"] + counters.gaps,
+            checksum_failures=self._totals["checksum_failures"] + counters.checksum_fail,
+            symbols=sorted(self.symbols), detail=self.detail[:200] or None,
+        )
+
+    async def _publish_health(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._publisher.publish(self.health())
+            self._health_due.clear()
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._health_due.wait())}
+            await asyncio.wait(waiters, timeout=self._settings.health_interval_s, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        await self._publisher.publish(self.health())
+
+    # --- hot symbol reload --------------------------------------------------------------------------
+
+    async def _follow_control(self, stop: asyncio.Event) -> None:
+        assert self._control_redis is not None
+        reader = FanoutReader.for_subjects(self._control_redis, self._names, [Subject.CONTROL], block_ms=250)
+        async for entry in reader.follow(stop):
+            delivery = decode_entry(self._names, entry)
+            if delivery is not None:
+                assert isinstance(delivery.model, SymbolControl)
+                await self.apply_symbols(delivery.model.for_venue(self.venue.value))
+
+    async def apply_symbols(self, wanted: list[str]) -> None:
+        """Diff-subscribe on the live socket: new symbols get a snapshot, dropped ones are forgotten."""
+        added = [s for s in wanted if s not in self.symbols]
+        removed = [s for s in self.symbols if s not in wanted]
+        self.symbols = list(wanted)
+        if removed:
+            for message in unsubscribe_messages(self.venue, removed, self._depth):
+                await self.link.send(message)
+            for symbol in removed:
+                self.feed.forget(symbol)  # its hot-cache key expires after hot_cache_ttl_ms
+        if added:
+            for message in subscribe_messages(self.venue, added, self._depth):
+                await self.link.send(message)
+        if added or removed:
+            log.info("symbols changed", extra={"venue": self.venue.value, "added": added, "removed": removed})
+            self._health_due.set()
