@@ -57,7 +57,7 @@ class VenueProducer:
         settings: ProducerSettings,
         publisher: Publisher,
         *,
-        names: StreamNames = StreamNames(),
+        names: StreamNames | None = None,
         control_redis: Redis | None = None,
         capture: CaptureWriter | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -67,7 +67,7 @@ class VenueProducer:
         self._depth = venue_settings.book_depth
         self._settings = settings
         self._publisher = publisher
-        self._names = names
+        self._names = names or StreamNames()
         self._control_redis = control_redis
         self._clock_ms = clock_ms
         self.feed = self._new_feed()
