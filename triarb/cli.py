@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.bus import FanoutReader, Publisher, latest
-from common.config import Role, Settings
+from common.config import Role, Settings, VenueSettings
 from common.logging import configure_logging
 from common.redis import (
     EmbeddedRedis,
@@ -26,15 +26,18 @@ from common.redis import (
     connect,
     resolve_endpoint,
 )
+from common.service import ServiceEndpoint
 from producers.capture import CaptureFormatError
+from producers.feed import Venue
 from producers.replay import check_capture
+from producers.replayvenue import ReplayVenue
+from producers.service import VenueProducer
 from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
-from triarb.stack import install_stop_signals, run_stack
+from triarb.stack import capture_writer, install_stop_signals, producer_check, run_stack
 from triarb.tail import format_entry
 
 NOT_BUILT = {
-    "producer": ("hold a venue's WebSocket book and publish snapshots (coinbase|kraken)", 3),
     "detector": ("run a triangular-arbitrage detector worker", 4),
     "backtest": ("run the detector and paper broker over a capture, offline", 4),
     "persist": ("run a persistence worker (NDJSON files + Redis history)", 5),
@@ -194,15 +197,70 @@ def cmd_redis_cli(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
-    if not args.check:
-        raise CommandError("`triarb replay FILE` (publishing at recorded speed) is not built yet; use --check")
     if not args.file.is_file():
         raise CommandError(f"no such capture file: {args.file}")
     try:
-        summary = check_capture(args.file, top_n=args.top)
+        if args.check:
+            print(json.dumps(check_capture(args.file, top_n=args.top), indent=2 if args.pretty else None))
+            return
+        venue = ReplayVenue(args.file, speed=None if args.max_speed else args.speed)
     except (CaptureFormatError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    print(json.dumps(summary, indent=2 if args.pretty else None))
+
+    async def replay() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        url = await venue.start()
+        redis = connect(settings, Role.PRODUCER)
+        try:
+            async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
+                producer = VenueProducer(
+                    venue.venue, VenueSettings(url=url, symbols=venue.book_symbols(), book_depth=venue.depth or 10),
+                    settings.producers, publisher, names=settings.names,
+                )
+                running = asyncio.create_task(producer.run(stop))
+                while not stop.is_set() and producer.feed.counters.frames < len(venue.frames):
+                    await asyncio.sleep(0.05)
+                stop.set()
+                await running
+                counters = producer.feed.counters
+                print(json.dumps({"file": str(args.file), "venue": venue.venue.value, "frames": counters.frames,
+                                  "published": counters.published, "checksum_fail": counters.checksum_fail,
+                                  "gaps": counters.gaps, "parse_errors": counters.parse_errors}))
+        finally:
+            await venue.stop()
+            await redis.aclose()
+
+    run_async(replay())
+
+
+def cmd_producer(args: argparse.Namespace, settings: Settings) -> None:
+    venue = Venue(args.venue)
+    venue_settings = getattr(settings.producers, venue.value).model_copy()
+    if args.venue_url:
+        venue_settings.url = args.venue_url
+    if args.symbols:
+        venue_settings.symbols = args.symbols
+
+    async def produce() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        redis = connect(settings, Role.PRODUCER)
+        service = ServiceEndpoint(f"producer-{venue.value}", host=settings.service_host, port=settings.service_port)
+        try:
+            async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
+                producer = VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
+                                         control_redis=redis, capture=capture_writer(settings, venue))
+                service.add_check(venue.value, producer_check(producer))
+                await service.start()
+                print(f"producer {venue.value}: {venue_settings.url} {', '.join(venue_settings.symbols)}; "
+                      f"/healthz on port {service.port}", flush=True)
+                await producer.run(stop)
+        finally:
+            await service.stop()
+            await redis.aclose()
+
+    run_async(produce())
 
 
 def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
@@ -214,7 +272,8 @@ def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Setting
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="triarb", description="Simulation-first triangular arbitrage on Redis Streams."
+        prog="triarb", description="Simulation-first triangular arbitrage on Redis Streams.",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=16, width=120),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -252,7 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--check", action="store_true", help="no Redis: print one JSON summary of the books")
     replay.add_argument("--top", type=int, default=5, help="levels per side in the summary (default 5)")
     replay.add_argument("--pretty", action="store_true", help="indent the JSON")
+    replay.add_argument("--speed", type=float, default=1.0, help="publish at X times the recorded pace")
+    replay.add_argument("--max-speed", action="store_true", help="publish as fast as possible")
     replay.set_defaults(run=cmd_replay)
+
+    producer = commands.add_parser("producer", help="hold one venue's books over WebSocket and publish them")
+    producer.add_argument("venue", choices=[v.value for v in Venue])
+    producer.add_argument("--venue-url", help="connect here instead (a fake venue, a proxy)")
+    producer.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="initial symbols (control stream wins)")
+    producer.set_defaults(run=cmd_producer)
 
     for command, (summary, issue) in NOT_BUILT.items():
         stub = commands.add_parser(command, help=f"{summary} [not built yet]", add_help=False)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.bus import Publisher
-from common.config import Role, Settings
+from common.config import Role, Settings, VenueSettings
 from common.redis import RedisEndpoint, connect
 from common.service import CheckResult, ServiceEndpoint
-from producers.demo import DemoFeed
+from producers.capture import CaptureWriter
+from producers.demo import DemoVenue, start_demo_venue
+from producers.feed import Venue
+from producers.service import VenueProducer
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +49,55 @@ async def run_stack(
     demo: bool = False,
     on_ready: Callable[[ServiceEndpoint], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set. Components that do not exist yet are simply absent."""
+    """Run until ``stop`` is set: both venue producers (against local demo venues with ``demo``) and the
+    health endpoint. Components of later issues (detector, persistence, dashboard) join here."""
     producer_redis = connect(settings, Role.PRODUCER, endpoint=endpoint)
     monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
     service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
     redis_ok = RedisCheck()
     service.add_check("redis", redis_ok.result)
-    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [lambda: redis_ok.watch(monitor_redis, stop)]
+    demo_venues: list[DemoVenue] = []
     try:
+        venues = {Venue.COINBASE: settings.producers.coinbase, Venue.KRAKEN: settings.producers.kraken}
+        if demo:
+            for venue in venues:
+                served = await start_demo_venue(venue)
+                demo_venues.append(served)
+                venues[venue] = VenueSettings(url=served.url, symbols=served.symbols, book_depth=served.depth)
         await service.start()
         async with Publisher(producer_redis, settings.names, settings.streams, settings.bus) as publisher:
-            if demo:
-                feed = DemoFeed(publisher)
-                jobs.append(lambda: feed.run(stop))
+            producers = [
+                VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
+                              control_redis=producer_redis, capture=capture_writer(settings, venue))
+                for venue, venue_settings in venues.items()
+            ]
+            for producer in producers:
+                service.add_check(producer.venue.value, producer_check(producer))
             if on_ready is not None:
                 on_ready(service)
             async with asyncio.TaskGroup() as group:
-                for job in jobs:
-                    group.create_task(job())
+                group.create_task(redis_ok.watch(monitor_redis, stop))
+                for producer in producers:
+                    group.create_task(producer.run(stop))
     finally:
         await service.stop()
+        for served in demo_venues:
+            await served.stop()
         await producer_redis.aclose()
         await monitor_redis.aclose()
+
+
+def capture_writer(settings: Settings, venue: Venue) -> CaptureWriter | None:
+    """``WS_CAPTURE=true``: every raw frame of ``venue`` to ``var/captures/`` (replayable)."""
+    return CaptureWriter(settings.var_dir / "captures", venue.value) if settings.ws_capture else None
+
+
+def producer_check(producer: VenueProducer) -> Callable[[], CheckResult]:
+    def check() -> CheckResult:
+        health = producer.health()
+        return CheckResult(health.status == "up", f"{health.status}: {health.detail or ''}".rstrip(": "))
+
+    return check
 
 
 class RedisCheck:
