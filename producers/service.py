@@ -20,6 +20,7 @@ from common.config import ProducerSettings, VenueSettings
 from producers.capture import CaptureWriter
 from producers.connection import Link, LinkSettings, LinkState
 from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
+from producers.rest import DEFAULT_REST_URLS, RestPoller
 from producers.venues import coinbase, kraken
 from producers.venues.events import AckStatus, SubscriptionAck, TradePrint, VenueErrorMessage
 from schemas import Health, Snapshot, SymbolControl, Trade
@@ -81,6 +82,11 @@ class VenueProducer:
         self._book_seq: dict[str, int] = {}
         self._totals = {"errors": 0, "gaps": 0, "checksum_failures": 0}
         self._health_due = asyncio.Event()
+        self._rest_active = asyncio.Event()
+        self.rest = RestPoller(
+            venue, venue_settings.rest_url or DEFAULT_REST_URLS[venue], self._publisher.publish,
+            levels=settings.snapshot_levels, requests_per_second=venue_settings.rest_poll_hz, clock_ms=clock_ms,
+        )
 
     def _new_feed(self) -> VenueFeed:
         depth = self._depth if self.venue is Venue.KRAKEN else None
@@ -95,6 +101,7 @@ class VenueProducer:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.link.run(stop))
             tasks.create_task(self._publish_health(stop))
+            tasks.create_task(self.rest.run(lambda: self.symbols, self._rest_active, stop))
             if self._control_redis is not None:
                 tasks.create_task(self._follow_control(stop))
 
@@ -134,8 +141,13 @@ class VenueProducer:
                 log.error("venue error", extra={"venue": self.venue.value, "message": output.message})
 
     def _on_state(self, state: LinkState, reason: str) -> None:
+        """While the socket is not up, the REST poller keeps top-of-book snapshots flowing."""
         self.link_state = state
         self.detail = reason
+        if state is LinkState.UP:
+            self._rest_active.clear()
+        elif state in (LinkState.STALE, LinkState.DOWN):
+            self._rest_active.set()
         self._health_due.set()
 
     def _snapshot(self, change: BookChanged, received_ms: int) -> Snapshot:
@@ -170,9 +182,23 @@ class VenueProducer:
             symbols=sorted(self.symbols), detail=self.detail[:200] or None,
         )
 
+    def rest_health(self) -> Health:
+        """The fallback's own record: up while it is polling successfully."""
+        polling = self._rest_active.is_set()
+        fresh = self.rest.last_ok_ms is not None and self._clock_ms() - self.rest.last_ok_ms < 5_000
+        status = FeedStatus.UP if polling and fresh else FeedStatus.DOWN
+        detail = "polling while the socket is down" if polling else "idle: the socket is up"
+        return Health(
+            exchange=self.venue.value, channel=Channel.REST, status=status, ts=self._clock_ms(),
+            last_msg_ms=self.rest.last_ok_ms, errors=self.rest.errors, symbols=sorted(self.symbols),
+            detail=self.rest.last_error if polling and not fresh and self.rest.last_error else detail,
+        )
+
     async def _publish_health(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self._publisher.publish(self.health())
+            if self._rest_active.is_set() or self.rest.polls:
+                await self._publisher.publish(self.rest_health())
             self._health_due.clear()
             waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._health_due.wait())}
             await asyncio.wait(waiters, timeout=self._settings.health_interval_s, return_when=asyncio.FIRST_COMPLETED)

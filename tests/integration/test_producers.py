@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from common.bus import Publisher
 from common.config import ProducerSettings, Role, Settings, VenueSettings
 from producers.connection import LinkState
+from producers.fakerest import FakeRest
 from producers.fakevenue import FakeVenue, Market
 from producers.feed import Venue
 from producers.service import VenueProducer
@@ -45,6 +46,7 @@ class Running:
     producer: VenueProducer
     admin: Redis
     stop: asyncio.Event
+    rest: FakeRest
 
     async def cached_top(self, symbol: str) -> Snapshot | None:
         fields = await self.admin.hgetall(f"md:book:{self.venue.venue.value}:{symbol}")
@@ -67,20 +69,24 @@ async def running(
 ) -> AsyncIterator[Running]:
     venue = FakeVenue(request.param, markets(), tick_interval_s=0.005, heartbeat_interval_s=0.2)
     url = await venue.start()
+    rest = FakeRest(venue)
+    rest_url = await rest.start()
     producer_settings = ProducerSettings(stale_after_s=1.0, health_interval_s=0.2)
     stop = asyncio.Event()
     async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as publisher:
         producer = VenueProducer(
-            request.param, VenueSettings(url=url, symbols=["BTC-USD", "ETH-USD"]), producer_settings, publisher,
+            request.param, VenueSettings(url=url, symbols=["BTC-USD", "ETH-USD"], rest_url=rest_url, rest_poll_hz=50),
+            producer_settings, publisher,
             names=settings.names, control_redis=connect_as(Role.PRODUCER),
         )
         task = asyncio.create_task(producer.run(stop))
-        running = Running(venue, producer, admin, stop)
+        running = Running(venue, producer, admin, stop, rest)
         await eventually(lambda: running.cached_top("BTC-USD"))
         yield running
         stop.set()
         await asyncio.wait_for(task, 10)
     await venue.stop()
+    await rest.stop()
 
 
 async def test_books_are_published_with_their_hot_cache_and_match_the_venue(running: Running) -> None:
@@ -139,3 +145,29 @@ async def test_silent_venue_makes_the_feed_stale_then_it_reconnects(running: Run
     assert running.producer.health().status == "stale"
     running.venue.go_silent(False)
     await eventually(lambda: running.venue.connections_accepted >= 2 and running.producer.health().status == "up")
+
+
+async def test_rest_fallback_takes_over_while_the_socket_is_silent_and_hands_back(running: Running) -> None:
+    assert running.rest.requests == 0  # idle while the socket is up
+    running.venue.go_silent()
+    await eventually(lambda: running.producer.link_state is LinkState.STALE)
+    await eventually(lambda: running.rest.requests >= 2)
+
+    async def rest_snapshots_published() -> bool:
+        snapshots = [await running.cached_top(s) for s in ("BTC-USD", "ETH-USD")]
+        return any(s is not None and s.source == "rest" for s in snapshots)
+
+    await eventually(rest_snapshots_published)
+    assert running.producer.rest_health().status == "up"
+
+    running.venue.go_silent(False)
+    await eventually(lambda: running.producer.link_state is LinkState.UP and "BTC-USD" in running.producer.feed.valid)
+    polls = running.rest.requests
+
+    async def ws_again() -> bool:
+        snapshot = await running.cached_top("BTC-USD")
+        return snapshot is not None and snapshot.source == "ws"
+
+    await eventually(ws_again)
+    await asyncio.sleep(0.2)
+    assert running.rest.requests <= polls + 1  # the poller went idle once the socket was back
