@@ -41,6 +41,7 @@ async def start_demo_venue(venue: Venue, demo_dir: Path = DEMO_DIR) -> DemoVenue
         return DemoVenue(venue, url, replay.book_symbols(), replay.depth or 10, replay)
     markets = [Market(symbol, mid, price_decimals, size_decimals)
                for symbol, mid, price_decimals, size_decimals in RANDOM_WALK_MARKETS[venue]]
-    fake = FakeVenue(venue, markets, tick_interval_s=0.05, heartbeat_interval_s=1.0)
+    seed = 1 if venue is Venue.COINBASE else 2  # two venues, two different random walks
+    fake = FakeVenue(venue, markets, seed=seed, tick_interval_s=0.05, heartbeat_interval_s=1.0)
     url = await fake.start()
     return DemoVenue(venue, url, [m.symbol for m in markets], 10, fake)
