@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus bench-books tail clean
+.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus bench-books demo-session tail clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-books: bootstrap  ## L5 snapshots/s per venue on the shared recordings, as
 	$(BIN)/python scripts/bench_books.py
 
 bench: bench-bus bench-books  ## every benchmark
+
+demo-session: bootstrap  ## regenerate the bundled demo session (deterministic) in producers/data/demo
+	$(BIN)/python scripts/gen_demo_session.py --out-dir producers/data/demo
 
 clean:  ## remove .venv, caches and runtime data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
