@@ -11,10 +11,11 @@ from redis.asyncio import Redis
 
 from common.bus import Publisher
 from common.config import ProducerSettings, Role, Settings, VenueSettings
+from producers.book import OrderBook
 from producers.connection import LinkState
 from producers.fakerest import FakeRest
 from producers.fakevenue import FakeVenue, Market
-from producers.feed import Venue
+from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
 from producers.service import VenueProducer
 from schemas import Snapshot, SymbolControl
 from schemas.codec import decode_as
@@ -108,7 +109,28 @@ async def test_dropped_connection_reconnects_and_rebuilds_from_a_fresh_snapshot(
     assert running.producer.health().reconnects == 1
 
 
-async def test_integrity_loss_resyncs_the_book_on_the_same_socket(running: Running) -> None:
+async def test_integrity_loss_resyncs_the_book_on_the_same_socket(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history: list[tuple[str, bool]] = []  # ("resync" | "published", from a snapshot?) for BTC-USD
+    apply = VenueFeed._apply
+
+    def recording_apply(self: VenueFeed, book: OrderBook, event: object, sequence: object, *, snapshot: bool) -> list:
+        outputs = apply(self, book, event, sequence, snapshot=snapshot)  # type: ignore[arg-type]
+        if book.symbol == "BTC-USD":
+            history.extend(("published", snapshot) for o in outputs if isinstance(o, BookChanged))
+        return outputs
+
+    original_on_frame = VenueFeed.on_frame
+
+    def recording_on_frame(self: VenueFeed, frame: str | bytes) -> list:
+        outputs = original_on_frame(self, frame)
+        if any(isinstance(o, ResyncNeeded) and "BTC-USD" in o.symbols for o in outputs):
+            history.append(("resync", False))
+        return outputs
+
+    monkeypatch.setattr(VenueFeed, "_apply", recording_apply)
+    monkeypatch.setattr(VenueFeed, "on_frame", recording_on_frame)
     if running.venue.venue is Venue.COINBASE:
         running.venue.skip_sequence()
         await eventually(lambda: running.producer.health().gaps == 1)
@@ -122,6 +144,9 @@ async def test_integrity_loss_resyncs_the_book_on_the_same_socket(running: Runni
     running.venue.go_silent()
     await asyncio.sleep(0.05)
     await eventually(lambda: running.matches_venue("BTC-USD"))
+    # no snapshot of the suspect book was published: after the resync, the next one came from a fresh snapshot
+    first_resync = history.index(("resync", False))
+    assert history[first_resync + 1] == ("published", True)
 
 
 async def test_hot_reload_adds_and_removes_symbols_without_reconnecting(
