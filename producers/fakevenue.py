@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from producers.feed import Venue
+from producers.localserver import LocalVenueServer
 from producers.venues import kraken
 
 TS = "2026-01-01T00:00:00.000000Z"
@@ -86,7 +87,7 @@ class Client:
     received: list[Any] = field(default_factory=list)
 
 
-class FakeVenue:
+class FakeVenue(LocalVenueServer):
     """A fake ``venue`` serving ``markets``; ``tick_interval_s`` between book changes per market."""
 
     def __init__(self, venue: Venue, markets: list[Market], *, seed: int = 1, tick_interval_s: float = 0.01,
@@ -100,29 +101,20 @@ class FakeVenue:
         self._heartbeat_interval_s = heartbeat_interval_s
         self.clients: list[Client] = []
         self.connections_accepted = 0
-        self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._silent = asyncio.Event()
         self._corrupt: set[str] = set()
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = next(iter(self._server.sockets)).getsockname()[:2]
-        return f"ws://{host}:{port}"
-
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await serve(self._handle, host, port, max_size=None, compression=None)
+        url = await super().start(host, port)
         self._tasks = [asyncio.create_task(self._tick_forever()), asyncio.create_task(self._heartbeat_forever())]
-        return self.url
+        return url
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await super().stop()
 
     async def __aenter__(self) -> FakeVenue:
         await self.start()

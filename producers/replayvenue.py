@@ -13,16 +13,17 @@ import contextlib
 from pathlib import Path
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from producers.capture import read_capture
 from producers.feed import PARSERS, Venue
+from producers.localserver import LocalVenueServer
 from producers.replay import subscribed_depth, venue_of
 from producers.venues.events import BookSnapshot, VenueProtocolError
 
 
-class ReplayVenue:
+class ReplayVenue(LocalVenueServer):
     """Serves the received frames of ``path`` to every client, from the start, after its first message."""
 
     def __init__(self, path: Path, *, speed: float | None = 1.0, loop: bool = False) -> None:
@@ -42,7 +43,6 @@ class ReplayVenue:
         self.venue: Venue = venue_of(header)
         self.finished = asyncio.Event()
         self.clients = 0
-        self._server: Server | None = None
 
     def book_symbols(self) -> list[str]:
         """Symbols whose book snapshots the capture holds (what a producer should subscribe to)."""
@@ -53,21 +53,6 @@ class ReplayVenue:
                 with contextlib.suppress(VenueProtocolError):
                     symbols.update(e.symbol for e in parse(frame).events if isinstance(e, BookSnapshot))
         return sorted(symbols)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = next(iter(self._server.sockets)).getsockname()[:2]
-        return f"ws://{host}:{port}"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await serve(self._handle, host, port, max_size=None, compression=None)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.clients += 1
