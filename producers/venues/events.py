@@ -27,8 +27,8 @@ class VenueProtocolError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class BookSnapshot:
-    """A whole book for one symbol (Coinbase: every level; Kraken: the subscribed depth), best first."""
+class BookMessage:
+    """The levels of one book message for one symbol, each side in the venue's order (best first)."""
 
     symbol: str
     bids: list[TextLevel]
@@ -39,15 +39,13 @@ class BookSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class BookUpdate:
-    """New absolute sizes at some prices of one book, in the order the venue listed them (per side)."""
+class BookSnapshot(BookMessage):
+    """A whole book (Coinbase: every level; Kraken: the subscribed depth): it replaces what was held."""
 
-    symbol: str
-    bids: list[TextLevel]
-    asks: list[TextLevel]
-    ts_event_ms: int | None = None
-    checksum: int | None = None
-    checksum_format: ChecksumFormat | None = None
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate(BookMessage):
+    """New absolute sizes at some prices; one message may touch a price twice (apply in order)."""
 
 
 @dataclass(frozen=True, slots=True)
