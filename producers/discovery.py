@@ -1,20 +1,20 @@
 """Market discovery: which markets a venue lists, with their increments and minimum sizes.
 
-Pure parsers for Coinbase ``/api/v3/brokerage/market/products`` and Kraken ``/0/public/AssetPairs``, plus
-a file cache (``var/discovery/{venue}.json``) so replay, tests and the detector never need the network.
+Pure parsers for Coinbase ``/api/v3/brokerage/market/products`` and Kraken ``/0/public/AssetPairs``; the
+result goes to the shared file cache (``common/markets.py``) so replay, tests and the detector never need the
+network.
 Coinbase ``-USDC`` products that are aliases of their ``-USD`` twins keep ``alias_of`` so a currency graph
 can merge them (otherwise it finds free USD→USDC→USD "triangles" over one book twice).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 
+from common.markets import MarketInfo, cache_path, save_markets
 from producers.feed import Venue
 from producers.venues import kraken
 from producers.venues.events import VenueProtocolError
@@ -24,22 +24,6 @@ DISCOVERY_URLS = {
     Venue.COINBASE: "https://api.coinbase.com/api/v3/brokerage/market/products",
     Venue.KRAKEN: "https://api.kraken.com/0/public/AssetPairs",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class MarketInfo:
-    """One tradable market; increments and minimums stay decimal text (exact rounding happens later)."""
-
-    venue: str
-    symbol: str
-    base: str
-    quote: str
-    venue_symbol: str
-    price_increment: str
-    size_increment: str
-    min_size: str
-    tradable: bool
-    alias_of: str | None = None
 
 
 def parse_coinbase_products(body: bytes) -> list[MarketInfo]:
@@ -89,22 +73,6 @@ def parse_kraken_asset_pairs(body: bytes) -> list[MarketInfo]:
 PARSERS = {Venue.COINBASE: parse_coinbase_products, Venue.KRAKEN: parse_kraken_asset_pairs}
 
 
-def cache_path(var_dir: Path, venue: Venue) -> Path:
-    return var_dir / "discovery" / f"{venue.value}.json"
-
-
-def save_markets(path: Path, markets: list[MarketInfo]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps([asdict(m) for m in markets], option=orjson.OPT_INDENT_2))
-    tmp.replace(path)
-
-
-def load_markets(path: Path) -> list[MarketInfo]:
-    data: list[dict[str, Any]] = orjson.loads(path.read_bytes())
-    return [MarketInfo(**item) for item in data]
-
-
 async def fetch_markets(venue: Venue, var_dir: Path, *, url: str | None = None) -> list[MarketInfo]:
     """Fetch the venue's list (the only network call here), cache it, return it."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -113,5 +81,5 @@ async def fetch_markets(venue: Venue, var_dir: Path, *, url: str | None = None) 
                 raise VenueProtocolError(f"{venue.value} discovery: HTTP {response.status}")
             body = await response.read()
     markets = PARSERS[venue](body)
-    save_markets(cache_path(var_dir, venue), markets)
+    save_markets(cache_path(var_dir, venue.value), markets)
     return markets

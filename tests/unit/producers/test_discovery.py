@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from producers.discovery import load_markets, parse_coinbase_products, parse_kraken_asset_pairs, save_markets
+from common.markets import load_markets, save_markets
+from producers.discovery import parse_coinbase_products, parse_kraken_asset_pairs
 
 
 def test_coinbase_products_keep_increments_and_mark_usdc_aliases(fixtures_dir: Path) -> None:
