@@ -91,6 +91,19 @@ class ProducerSettings(BaseModel):
     health_interval_s: float = Field(1.0, gt=0, description="md.health period (and on every state change)")
 
 
+class DetectorSettings(BaseModel):
+    """Triangle detection and the paper broker (fees per venue at the lowest taker tier by default)."""
+
+    anchors: list[str] = Field(default_factory=lambda: ["USD", "USDT", "USDC", "EUR", "BTC"])
+    min_roi: float = Field(0.0, description="net ROI a triangle must clear (0.001 = 10 bps)")
+    max_age_ms: int = Field(1_000, gt=0, description="skip when a leg was received longer ago than this")
+    max_skew_ms: int = Field(500, ge=0, description="skip when legs are further apart in venue time")
+    taker_fees: dict[str, float] = Field(default_factory=lambda: {"coinbase": 0.012, "kraken": 0.004})
+    start_notional: dict[str, float] = Field(default_factory=lambda: {
+        "USD": 1_000.0, "USDT": 1_000.0, "USDC": 1_000.0, "EUR": 1_000.0, "BTC": 0.02})
+    leg_latency_ms: int = Field(50, ge=0, description="paper broker: delay before each leg executes")
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"
     JSON = "json"
@@ -126,6 +139,7 @@ class Settings(BaseSettings):
     streams: StreamLimits = Field(default_factory=StreamLimits)
     bus: BusSettings = Field(default_factory=BusSettings)
     producers: ProducerSettings = Field(default_factory=ProducerSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
     ws_capture: bool = Field(
         False, validation_alias=AliasChoices("WS_CAPTURE", "TRIARB_WS_CAPTURE", "ws_capture"),
         description="write every raw frame sent and received to var/captures/*.ndjson",

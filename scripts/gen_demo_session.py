@@ -134,8 +134,10 @@ class Session:
             if dislocation_end_ms and ms >= dislocation_end_ms:
                 dislocation_end_ms = 0
             for quote in self.quotes.values():
-                # each book is re-quoted now and then (always at a dislocation's start and end) to keep files small
+                # each book is re-quoted now and then (always at a dislocation's start and end); otherwise one
+                # deep level changes size, so every book stays fresh (updated every step) while files stay small
                 if step and not (quote.symbol == dislocated and edge) and self.rng.random() > REQUOTE_PROBABILITY:
+                    self.touch(ms, quote, fair[quote.symbol.split("-")[0]])
                     continue
                 base, quote_asset = quote.symbol.split("-")
                 mid = fair[base] / fair[quote_asset]
@@ -147,6 +149,14 @@ class Session:
                 self.send_frame(ms, {"channel": "heartbeats", "events": [{"heartbeat_counter": step}]}
                                 if self.venue == "coinbase" else '{"channel":"heartbeat"}')
         return self.lines
+
+    def touch(self, ms: int, quote: Quote, base_usd: float) -> None:
+        """Change the size of one of the deeper levels (a typical small book update)."""
+        price = sorted(quote.bids, key=float, reverse=True)[self.rng.randint(3, LEVELS - 1)]
+        bids = dict(quote.bids)
+        size = max(10.0 ** -quote.size_decimals, self.rng.uniform(2_000, 20_000) / base_usd)
+        bids[price] = f"{size:.{quote.size_decimals}f}"
+        self.publish_book(ms, quote, bids, dict(quote.asks), snapshot=False)
 
     def publish_book(
         self, ms: int, quote: Quote, bids: dict[str, str], asks: dict[str, str], *, snapshot: bool

@@ -27,6 +27,7 @@ from common.redis import (
     resolve_endpoint,
 )
 from common.service import ServiceEndpoint
+from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from producers.capture import CaptureFormatError
 from producers.feed import Venue
 from producers.replay import check_capture
@@ -39,7 +40,6 @@ from triarb.tail import format_entry
 
 NOT_BUILT = {
     "detector": ("run a triangular-arbitrage detector worker", 4),
-    "backtest": ("run the detector and paper broker over a capture, offline", 4),
     "persist": ("run a persistence worker (NDJSON files + Redis history)", 5),
     "dashboard": ("serve the live dashboard (SSE)", 5),
 }
@@ -263,6 +263,19 @@ def cmd_producer(args: argparse.Namespace, settings: Settings) -> None:
     run_async(produce())
 
 
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
+    missing = [str(path) for path in args.captures if not path.is_file()]
+    if missing:
+        raise CommandError(f"no such capture file: {', '.join(missing)}")
+    try:
+        opportunities = run_backtest(args.captures, settings.detector, progress=None if args.quiet else progress_bar)
+    except (CaptureFormatError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    write_ndjson(opportunities, args.out)
+    filled = sum(1 for o in opportunities if o.fill is not None and o.fill.status == "filled")
+    print(f"{len(opportunities)} opportunities ({filled} paper-filled) written to {args.out}")
+
+
 def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
     def stub(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"`triarb {command}` is not built yet (it arrives with issue #{issue})")
@@ -320,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     producer.add_argument("--venue-url", help="connect here instead (a fake venue, a proxy)")
     producer.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="initial symbols (control stream wins)")
     producer.set_defaults(run=cmd_producer)
+
+    backtest = commands.add_parser("backtest", help="captures → books → detector → paper broker, offline (no Redis)")
+    backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
+    backtest.add_argument("--out", type=Path, required=True, help="opportunities as NDJSON (deterministic order)")
+    backtest.add_argument("--quiet", action="store_true", help="no progress bar")
+    backtest.set_defaults(run=cmd_backtest)
 
     for command, (summary, issue) in NOT_BUILT.items():
         stub = commands.add_parser(command, help=f"{summary} [not built yet]", add_help=False)

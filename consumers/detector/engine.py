@@ -1,0 +1,123 @@
+"""The detector's core, shared by the live service and the backtest: updated books in, opportunities out.
+
+Given the markets that changed and the latest snapshot of every book, it re-evaluates only the triangles
+that touch those markets (the market → triangles index), skips stale or time-skewed legs (counting why),
+screens each at top of book net of fees, walks the depth for the configured start notional, and reports
+the largest notional that still clears ``min_roi``. Opportunity ids hash the cycle and its legs' book
+versions, so a redelivery or another worker evaluating the same books produces the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from consumers.detector.evaluate import Book, CycleFill, max_executable_notional, top_of_book, walk
+from consumers.detector.graph import Triangle, index_by_market
+from schemas import Leg, Opportunity, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorRules:
+    min_roi: float = 0.0
+    max_age_ms: int = 1_000
+    max_skew_ms: int = 500
+    start_notional: Mapping[str, float] = field(default_factory=lambda: {
+        "USD": 1_000.0, "USDT": 1_000.0, "USDC": 1_000.0, "EUR": 1_000.0, "BTC": 0.02})
+
+
+def opportunity_id(triangle: Triangle, snapshots: Sequence[Snapshot]) -> str:
+    """Deterministic: the cycle plus each leg's (book_seq, ts_event), hashed."""
+    versions = "|".join(f"{s.symbol}:{s.book_seq}:{s.ts_event}" for s in snapshots)
+    return hashlib.sha1(f"{triangle.cycle_id}#{versions}".encode()).hexdigest()[:20]
+
+
+def freshness_problem(snapshots: Sequence[Snapshot], now_ms: int, rules: DetectorRules) -> str | None:
+    """Why these legs cannot be traded together now, or None: too old (by our receive time) or too far apart
+    in venue time. Aging uses ``ts_ingest`` so replayed sessions with old venue clocks still work."""
+    if any(now_ms - s.ts_ingest > rules.max_age_ms for s in snapshots):
+        return "stale"
+    events = [s.ts_event for s in snapshots]
+    if max(events) - min(events) > rules.max_skew_ms:
+        return "skewed"
+    return None
+
+
+class TriangleDetector:
+    """Evaluates ``triangles`` incrementally; ``skips`` counts why candidates were passed over."""
+
+    def __init__(self, triangles: Sequence[Triangle], rules: DetectorRules) -> None:
+        self.triangles = list(triangles)
+        self.rules = rules
+        self.index = index_by_market(self.triangles)
+        self.skips: Counter[str] = Counter()
+        self.evaluations = 0
+
+    def symbols(self) -> list[str]:
+        """Every market some triangle needs (published to ``strategy.ctrl.symbols``)."""
+        return sorted(self.index)
+
+    def affected(self, updated: Iterable[str]) -> list[Triangle]:
+        positions = sorted({p for symbol in updated for p in self.index.get(symbol, ())})
+        return [self.triangles[p] for p in positions]
+
+    def evaluate(self, updated: Iterable[str], books: Mapping[str, Snapshot], now_ms: int) -> list[Opportunity]:
+        found: list[Opportunity] = []
+        for triangle in self.affected(updated):
+            opportunity = self.evaluate_one(triangle, books, now_ms)
+            if opportunity is not None:
+                found.append(opportunity)
+        return found
+
+    def evaluate_one(self, triangle: Triangle, books: Mapping[str, Snapshot], now_ms: int) -> Opportunity | None:
+        self.evaluations += 1
+        snapshots = [books.get(symbol) for symbol in triangle.symbols]
+        if any(s is None for s in snapshots):
+            self.skips["missing_book"] += 1
+            return None
+        legs_snapshots = [s for s in snapshots if s is not None]
+        problem = freshness_problem(legs_snapshots, now_ms, self.rules)
+        if problem is not None:
+            self.skips[problem] += 1
+            return None
+        levels: dict[str, Book] = {s.symbol: (s.bids, s.asks) for s in legs_snapshots}
+        screened = top_of_book(triangle, levels)
+        if screened is None:
+            self.skips["empty_side"] += 1
+            return None
+        gross, net = screened
+        if net - 1.0 < self.rules.min_roi:
+            self.skips["below_threshold"] += 1
+            return None
+        notional = self.rules.start_notional.get(triangle.start_asset, 1.0)
+        executable = max_executable_notional(triangle, levels, self.rules.min_roi)
+        fill = walk(triangle, levels, min(notional, executable) if executable > 0 else notional)
+        if not fill.feasible or executable <= 0:
+            self.skips["not_executable"] += 1
+            return None
+        return build_opportunity(triangle, legs_snapshots, fill, gross, executable, now_ms)
+
+
+def build_opportunity(
+    triangle: Triangle, snapshots: Sequence[Snapshot], fill: CycleFill, gross: float, executable: float, now_ms: int
+) -> Opportunity:
+    legs = [
+        Leg(symbol=f.symbol, side=f.side, price=f.average_price, size=f.size, fee=f.fee, ts_event=s.ts_event)
+        for f, s in zip(fill.legs, snapshots, strict=True)
+    ]
+    fees_total = fill.start_notional * (1 - _fee_factor(triangle))
+    return Opportunity(
+        id=opportunity_id(triangle, snapshots), cycle_id=triangle.cycle_id, exchange=triangle.venue,
+        roi_net=fill.roi, roi_gross=gross - 1.0, start_asset=triangle.start_asset,
+        start_notional=fill.start_notional, executable_notional=executable, legs=legs, fees_total=fees_total,
+        ts_detect=now_ms, ts_publish=now_ms,
+    )
+
+
+def _fee_factor(triangle: Triangle) -> float:
+    factor = 1.0
+    for leg in triangle.legs:
+        factor *= 1 - leg.market.taker_fee
+    return factor
