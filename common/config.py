@@ -102,6 +102,7 @@ class DetectorSettings(BaseModel):
     start_notional: dict[str, float] = Field(default_factory=lambda: {
         "USD": 1_000.0, "USDT": 1_000.0, "USDC": 1_000.0, "EUR": 1_000.0, "BTC": 0.02})
     leg_latency_ms: int = Field(50, ge=0, description="paper broker: delay before each leg executes")
+    workers: int = Field(1, ge=1, le=64, description="detector workers per process (consumer group members)")
 
 
 class LogFormat(StrEnum):

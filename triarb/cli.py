@@ -28,6 +28,7 @@ from common.redis import (
 )
 from common.service import ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
+from consumers.detector.service import DetectorService, run_workers
 from producers.capture import CaptureFormatError
 from producers.feed import Venue
 from producers.replay import check_capture
@@ -35,11 +36,10 @@ from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
 from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
-from triarb.stack import capture_writer, install_stop_signals, producer_check, run_stack
+from triarb.stack import capture_writer, detector_markets, install_stop_signals, producer_check, run_stack
 from triarb.tail import format_entry
 
 NOT_BUILT = {
-    "detector": ("run a triangular-arbitrage detector worker", 4),
     "persist": ("run a persistence worker (NDJSON files + Redis history)", 5),
     "dashboard": ("serve the live dashboard (SSE)", 5),
 }
@@ -276,6 +276,27 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
     print(f"{len(opportunities)} opportunities ({filled} paper-filled) written to {args.out}")
 
 
+def cmd_detector(args: argparse.Namespace, settings: Settings) -> None:
+    venues = {Venue.COINBASE: settings.producers.coinbase, Venue.KRAKEN: settings.producers.kraken}
+    markets = detector_markets(settings, venues)
+
+    async def detect() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        redis = connect(settings, Role.DETECTOR)
+        try:
+            async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
+                service = DetectorService(settings, redis, publisher, markets)
+                triangles = sum(len(d.triangles) for d in service.detectors.values())
+                workers = args.workers or settings.detector.workers
+                print(f"detector: {triangles} triangles, {workers} worker(s)", flush=True)
+                await run_workers(service, workers, stop)
+        finally:
+            await redis.aclose()
+
+    run_async(detect())
+
+
 def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
     def stub(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"`triarb {command}` is not built yet (it arrives with issue #{issue})")
@@ -333,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     producer.add_argument("--venue-url", help="connect here instead (a fake venue, a proxy)")
     producer.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="initial symbols (control stream wins)")
     producer.set_defaults(run=cmd_producer)
+
+    detector = commands.add_parser("detector", help="run triangle-detector workers (consumer group 'detector')")
+    detector.add_argument("--workers", type=int, help="workers in this process (default: detector.workers)")
+    detector.set_defaults(run=cmd_detector)
 
     backtest = commands.add_parser("backtest", help="captures → books → detector → paper broker, offline (no Redis)")
     backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")

@@ -16,8 +16,11 @@ from redis.exceptions import RedisError
 
 from common.bus import Publisher
 from common.config import Role, Settings, VenueSettings
+from common.markets import cache_path, load_markets
 from common.redis import RedisEndpoint, connect
 from common.service import CheckResult, ServiceEndpoint
+from consumers.detector.graph import Market, tradable_markets
+from consumers.detector.service import DetectorService, run_workers
 from producers.capture import CaptureWriter
 from producers.demo import DemoVenue, start_demo_venue
 from producers.feed import Venue
@@ -52,6 +55,7 @@ async def run_stack(
     """Run until ``stop`` is set: both venue producers (against local demo venues with ``demo``) and the
     health endpoint. Components of later issues (detector, persistence, dashboard) join here."""
     producer_redis = connect(settings, Role.PRODUCER, endpoint=endpoint)
+    detector_redis = connect(settings, Role.DETECTOR, endpoint=endpoint)
     monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
     service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
     redis_ok = RedisCheck()
@@ -65,7 +69,12 @@ async def run_stack(
                 demo_venues.append(served)
                 venues[venue] = VenueSettings(url=served.url, symbols=served.symbols, book_depth=served.depth)
         await service.start()
-        async with Publisher(producer_redis, settings.names, settings.streams, settings.bus) as publisher:
+        markets = detector_markets(settings, venues)
+        async with (
+            Publisher(producer_redis, settings.names, settings.streams, settings.bus) as publisher,
+            Publisher(detector_redis, settings.names, settings.streams, settings.bus) as opportunities,
+        ):
+            detector = DetectorService(settings, detector_redis, opportunities, markets)
             producers = [
                 VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
                               control_redis=producer_redis, capture=capture_writer(settings, venue))
@@ -79,12 +88,29 @@ async def run_stack(
                 group.create_task(redis_ok.watch(monitor_redis, stop))
                 for producer in producers:
                     group.create_task(producer.run(stop))
+                group.create_task(run_workers(detector, settings.detector.workers, stop))
     finally:
         await service.stop()
         for served in demo_venues:
             await served.stop()
         await producer_redis.aclose()
+        await detector_redis.aclose()
         await monitor_redis.aclose()
+
+
+def detector_markets(settings: Settings, venues: dict[Venue, VenueSettings]) -> dict[str, list[Market]]:
+    """Markets from the discovery cache (``var/discovery/*.json``) when present, else the producers' symbols
+    with default increments (the demo)."""
+    markets: dict[str, list[Market]] = {}
+    for venue, venue_settings in venues.items():
+        fee = settings.detector.taker_fees.get(venue.value, 0.0)
+        cached = cache_path(settings.var_dir, venue.value)
+        if cached.is_file():
+            markets[venue.value] = tradable_markets(load_markets(cached), fee)
+        else:
+            markets[venue.value] = [Market(venue.value, s, *s.split("-"), 1e-8, 0.0, fee)
+                                    for s in venue_settings.symbols]
+    return markets
 
 
 def capture_writer(settings: Settings, venue: Venue) -> CaptureWriter | None:

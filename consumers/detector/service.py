@@ -1,0 +1,135 @@
+"""The detector service: a worker of consumer group ``detector`` on ``md.snapshot``.
+
+Per batch: the markets that changed → the triangles that touch them → one pipelined hot-cache read of all
+their legs → each affected triangle evaluated once (conflation: intermediate states in the batch are
+skipped) → paper fills → opportunities published and flushed → the batch acknowledged. State lives in Redis,
+so any number of workers (``workers`` here, or more processes) share the stream; opportunity ids derive
+from the books' versions, so readers de-duplicate what several workers report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+from redis.asyncio import Redis
+
+from common.bus import Delivery, GroupConsumer, Publisher
+from common.config import DetectorSettings, Settings
+from consumers.detector.engine import DetectorRules, TriangleDetector
+from consumers.detector.evaluate import Book
+from consumers.detector.graph import Market, Triangle, enumerate_triangles
+from consumers.paper import PaperSimulation
+from schemas import CodecError, Opportunity, Snapshot, Subject, SymbolControl
+from schemas.codec import decode_as
+
+log = logging.getLogger(__name__)
+
+GROUP = "detector"
+
+
+def build_detectors(markets: Mapping[str, Sequence[Market]], settings: DetectorSettings) -> dict[str, TriangleDetector]:
+    rules = DetectorRules(settings.min_roi, settings.max_age_ms, settings.max_skew_ms, settings.start_notional)
+    return {venue: TriangleDetector(enumerate_triangles(list(ms), settings.anchors), rules)
+            for venue, ms in markets.items()}
+
+
+class DetectorService:
+    """Evaluates batches of snapshot deliveries against the hot cache and publishes opportunities."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        publisher: Publisher,
+        markets: Mapping[str, Sequence[Market]],
+        *,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._publisher = publisher
+        self._clock_ms = clock_ms
+        self.detectors = build_detectors(markets, settings.detector)
+        self._triangles = {t.cycle_id: t for d in self.detectors.values() for t in d.triangles}
+        self.published = 0
+
+    async def announce_symbols(self) -> None:
+        """Tell producers which books the triangles need (``strategy.ctrl.symbols``)."""
+        symbols = {venue: detector.symbols() for venue, detector in self.detectors.items() if detector.triangles}
+        if symbols:
+            await self._publisher.publish(SymbolControl(symbols=symbols, ts=self._clock_ms(), issued_by="detector"))
+            await self._publisher.flush()
+
+    def consumer(self, name: str | None = None, start_id: str = "$") -> GroupConsumer:
+        """A worker; a new group starts at ``$`` (old snapshots are stale for detection) unless told otherwise."""
+        return GroupConsumer(
+            self._redis, self._settings.names, self._settings.bus, group=GROUP, subjects=[Subject.SNAPSHOT],
+            handler=self.handle, name=name, start_id=start_id,
+        )
+
+    async def handle(self, batch: list[Delivery]) -> None:
+        updated: dict[str, set[str]] = defaultdict(set)
+        for delivery in batch:
+            snapshot = delivery.model
+            assert isinstance(snapshot, Snapshot)
+            if snapshot.exchange in self.detectors:
+                updated[snapshot.exchange].add(snapshot.symbol)
+        affected = {venue: self.detectors[venue].affected(symbols) for venue, symbols in updated.items()}
+        books = await self._fetch_books(affected)
+        now_ms = self._clock_ms()
+        found: list[Opportunity] = []
+        for venue, triangles in affected.items():
+            detector = self.detectors[venue]
+            for triangle in triangles:
+                opportunity = detector.evaluate_one(triangle, books[venue], now_ms)
+                if opportunity is not None:
+                    found.append(opportunity)
+        filled = await asyncio.gather(*(self._paper_fill(o) for o in found))
+        for opportunity in filled:
+            await self._publisher.publish(opportunity.model_copy(update={"ts_publish": self._clock_ms()}))
+        await self._publisher.flush()  # published before the batch is acknowledged
+        self.published += len(filled)
+
+    async def _fetch_books(self, affected: Mapping[str, list[Triangle]]) -> dict[str, dict[str, Snapshot]]:
+        """Every leg of every affected triangle, in one pipelined round trip."""
+        keys = sorted({(venue, symbol) for venue, ts in affected.items() for t in ts for symbol in t.symbols})
+        books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in affected}
+        if not keys:
+            return books
+        pipe = self._redis.pipeline(transaction=False)
+        for venue, symbol in keys:
+            pipe.hgetall(self._settings.names.book_key(venue, symbol))
+        for (venue, symbol), fields in zip(keys, await pipe.execute(), strict=True):
+            if fields:
+                try:
+                    books[venue][symbol] = decode_as(Snapshot, fields)
+                except CodecError as exc:
+                    log.warning("unreadable hot-cache book", extra={"venue": venue, "symbol": symbol,
+                                                                      "error": exc.reason})
+        return books
+
+    async def _paper_fill(self, opportunity: Opportunity) -> Opportunity:
+        """Execute the legs after ``leg_latency_ms`` each, against the hot cache as it is then."""
+        triangle = self._triangles[opportunity.cycle_id]
+        latency = self._settings.detector.leg_latency_ms
+        simulation = PaperSimulation.start(opportunity, triangle, self._clock_ms(), latency)
+        while not simulation.done:
+            await asyncio.sleep(latency / 1000)
+            fetched = await self._fetch_books({opportunity.exchange: [triangle]})
+            books: dict[str, Book] = {s: (b.bids, b.asks) for s, b in fetched[opportunity.exchange].items()}
+            simulation.step(books, self._clock_ms())
+        return opportunity.model_copy(update={"sim_id": simulation.sim_id, "fill": simulation.trace()})
+
+
+async def run_workers(
+    service: DetectorService, workers: int, stop: asyncio.Event, *, burst: bool = False, start_id: str = "$"
+) -> None:
+    """``workers`` consumers of the group in this process (more processes scale the same way)."""
+    await service.announce_symbols()
+    async with asyncio.TaskGroup() as tasks:
+        for _ in range(workers):
+            tasks.create_task(service.consumer(start_id=start_id).run(stop, burst=burst))

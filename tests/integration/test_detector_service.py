@@ -1,0 +1,71 @@
+"""Detector workers through Redis: the same opportunities with 1 or 3 workers, nothing left pending."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from common.bus import Publisher
+from common.config import Role, Settings
+from consumers.detector.graph import Market
+from consumers.detector.service import GROUP, DetectorService, run_workers
+from schemas import Opportunity, Snapshot
+from schemas.codec import decode_as
+
+pytestmark = pytest.mark.integration
+
+MARKETS = {"kraken": [Market("kraken", s, *s.split("-"), 1e-8, 0.0, 0.004)
+                      for s in ("BTC-USD", "ETH-BTC", "ETH-USD", "SOL-USD", "SOL-BTC")]}
+
+
+def book(symbol: str, bid: float, ask: float, seq: int, now_ms: int) -> Snapshot:
+    return Snapshot(exchange="kraken", symbol=symbol, ts_event=now_ms, ts_ingest=now_ms, book_seq=seq,
+                    bids=[(bid, 5.0, 5.0), (bid * 0.999, 5.0, 10.0)], asks=[(ask, 5.0, 5.0), (ask * 1.001, 5.0, 10.0)])
+
+
+async def publish_session(producer: Redis, settings: Settings) -> None:
+    """Consistent books, then ETH-BTC dislocated by -3 %: USD→BTC→ETH→USD beats 3 × 0.4 % fees."""
+    now = time.time_ns() // 1_000_000
+    async with Publisher(producer, settings.names, settings.streams, settings.bus) as pub:
+        for seq in range(1, 6):
+            await pub.publish(book("BTC-USD", 59_990, 60_000, seq, now))
+            await pub.publish(book("ETH-USD", 2_999, 3_000, seq, now))
+            await pub.publish(book("SOL-USD", 149.9, 150, seq, now))
+            await pub.publish(book("SOL-BTC", 0.0024995, 0.0025, seq, now))
+            await pub.publish(book("ETH-BTC", 0.04995, 0.05 * (0.97 if seq == 5 else 1.0), seq, now))
+
+
+async def detect(connect_as: Callable[..., Redis], settings: Settings, workers: int) -> list[Opportunity]:
+    redis = connect_as(Role.DETECTOR)
+    async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
+        service = DetectorService(settings, redis, publisher, MARKETS)
+        await run_workers(service, workers, asyncio.Event(), burst=True, start_id="0")
+    entries = await redis.xrange("strategy.opportunity")
+    return [decode_as(Opportunity, fields) for _, fields in entries]
+
+
+async def test_one_and_three_workers_report_the_same_opportunities(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={
+        "detector": settings.detector.model_copy(update={"leg_latency_ms": 0}),
+        "bus": settings.bus.model_copy(update={"read_count": 3}),  # small batches: the workers share the stream
+    })
+    await publish_session(connect_as(Role.PRODUCER), settings)
+    single = await detect(connect_as, settings, workers=1)
+
+    await admin.delete("strategy.opportunity")
+    await admin.xgroup_destroy("md.snapshot", GROUP)
+    triple = await detect(connect_as, settings, workers=3)
+
+    assert single, "the planted dislocation must be found"
+    assert {o.id for o in single} == {o.id for o in triple}
+    assert {o.cycle_id for o in single} >= {"kraken:BTC-USD:buy|ETH-BTC:buy|ETH-USD:sell"}
+    assert all(o.roi_net > 0 and o.fill is not None and o.fill.status == "filled" for o in single)
+    assert int((await admin.xpending("md.snapshot", GROUP))["pending"]) == 0
+    control = await admin.xrevrange("strategy.ctrl.symbols", count=1)
+    assert b"ETH-BTC" in control[0][1][b"symbols"]
