@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus bench-books demo-session tail clean
+.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus bench-books bench-detector demo-session tail clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,7 +59,10 @@ bench-bus: bootstrap  ## bus publish/drain throughput as ratios to redis-benchma
 bench-books: bootstrap  ## L5 snapshots/s per venue on the shared recordings, as a ratio to a dict+sorted book
 	$(BIN)/python scripts/bench_books.py
 
-bench: bench-bus bench-books  ## every benchmark
+bench-detector: bootstrap  ## detector cost per book update (mean, worst market) vs a full rescan
+	$(BIN)/python scripts/bench_detector.py
+
+bench: bench-bus bench-books bench-detector  ## every benchmark
 
 demo-session: bootstrap  ## regenerate the bundled demo session (deterministic) in producers/data/demo
 	$(BIN)/python scripts/gen_demo_session.py --out-dir producers/data/demo

@@ -9,6 +9,7 @@ Pure: built once from discovery data, then only read.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from common.markets import MarketInfo
 from schemas.market import Side
 
 DEFAULT_ANCHORS = ("USD", "USDT", "USDC", "EUR", "BTC")
+_CANONICAL = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +68,13 @@ class Triangle:
 
 
 def tradable_markets(infos: Iterable[MarketInfo], taker_fee: float) -> list[Market]:
-    """Markets a triangle may use: tradable, not an alias of another book."""
+    """Markets a triangle may use: tradable, not an alias of another book, with a canonical name (Kraken's
+    staking pairs such as ``ETH2.S/ETH`` have none and never reach the bus)."""
     return [
         Market(info.venue, info.symbol, info.base, info.quote, float(info.size_increment), float(info.min_size),
                taker_fee)
         for info in infos
-        if info.tradable and info.alias_of is None
+        if info.tradable and info.alias_of is None and _CANONICAL.match(info.symbol)
     ]
 
 
