@@ -1,21 +1,24 @@
 """The detector's core, shared by the live service and the backtest: updated books in, opportunities out.
 
-Given the markets that changed and the latest snapshot of every book, it re-evaluates only the triangles
-that touch those markets (the market → triangles index), skips stale or time-skewed legs (counting why),
-screens each at top of book net of fees, walks the depth for the configured start notional, and reports
-the largest notional that still clears ``min_roi``. Opportunity ids hash the cycle and its legs' book
+Given the markets that changed and the latest snapshot of every book, it screens only the triangles that
+touch those markets at top of book net of fees (``screen.py``: a sum of three log-rates each), and takes
+the few that pass through the full evaluation: freshness and skew guards (skips counted by reason), the
+depth walk for the configured start notional, and the largest notional that still clears ``min_roi``.
+Opportunity ids hash the cycle and its legs' book
 versions, so a redelivery or another worker evaluating the same books produces the same id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consumers.detector.evaluate import Book, CycleFill, max_executable_notional, top_of_book, walk
 from consumers.detector.graph import Triangle, index_by_market
+from consumers.detector.screen import TopOfBookScreen
 from schemas import Leg, Opportunity, Snapshot
 
 
@@ -52,6 +55,8 @@ class TriangleDetector:
         self.triangles = list(triangles)
         self.rules = rules
         self.index = index_by_market(self.triangles)
+        self.screen = TopOfBookScreen(self.triangles)
+        self._min_log_return = math.log1p(rules.min_roi) if rules.min_roi > -1 else -math.inf
         self.skips: Counter[str] = Counter()
         self.evaluations = 0
 
@@ -63,10 +68,24 @@ class TriangleDetector:
         positions = sorted({p for symbol in updated for p in self.index.get(symbol, ())})
         return [self.triangles[p] for p in positions]
 
+    def observe(self, snapshot: Snapshot) -> None:
+        """Feed a book's best prices to the screen (every book a triangle reads must pass through here)."""
+        self.screen.update(snapshot.symbol, snapshot.bids[0][0] if snapshot.bids else None,
+                           snapshot.asks[0][0] if snapshot.asks else None)
+
     def evaluate(self, updated: Iterable[str], books: Mapping[str, Snapshot], now_ms: int) -> list[Opportunity]:
+        """Screen the triangles of the ``updated`` markets; fully evaluate those that pass."""
+        symbols = [s for s in updated if s in books]
+        for symbol in symbols:
+            self.observe(books[symbol])
+        rows: set[int] = set()
+        for symbol in symbols:
+            passed = self.screen.candidates(symbol, self._min_log_return)
+            self.skips["below_threshold"] += self.screen.affected_count(symbol) - len(passed)
+            rows.update(passed)
         found: list[Opportunity] = []
-        for triangle in self.affected(updated):
-            opportunity = self.evaluate_one(triangle, books, now_ms)
+        for row in sorted(rows):
+            opportunity = self.evaluate_one(self.triangles[row], books, now_ms)
             if opportunity is not None:
                 found.append(opportunity)
         return found

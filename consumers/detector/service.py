@@ -82,12 +82,11 @@ class DetectorService:
         books = await self._fetch_books(affected)
         now_ms = self._clock_ms()
         found: list[Opportunity] = []
-        for venue, triangles in affected.items():
+        for venue, symbols in updated.items():
             detector = self.detectors[venue]
-            for triangle in triangles:
-                opportunity = detector.evaluate_one(triangle, books[venue], now_ms)
-                if opportunity is not None:
-                    found.append(opportunity)
+            for snapshot in books[venue].values():  # other workers may have seen these books' updates
+                detector.observe(snapshot)
+            found.extend(detector.evaluate(symbols, books[venue], now_ms))
         filled = await asyncio.gather(*(self._paper_fill(o) for o in found))
         for opportunity in filled:
             await self._publisher.publish(opportunity.model_copy(update={"ts_publish": self._clock_ms()}))
