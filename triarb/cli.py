@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="triarb", description="Simulation-first triangular arbitrage on Redis Streams.",
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=16, width=120),
     )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (same as TRIARB_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="run the whole stack (starts a private redis-server unless REDIS_URL)")
@@ -374,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.config is not None:  # the settings model reads TRIARB_CONFIG; --config is the same, per command
+        os.environ["TRIARB_CONFIG"] = str(args.config)
     try:
         settings = Settings()
     except (ValidationError, FileNotFoundError) as exc:

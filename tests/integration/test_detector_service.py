@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -69,3 +70,53 @@ async def test_one_and_three_workers_report_the_same_opportunities(
     assert int((await admin.xpending("md.snapshot", GROUP))["pending"]) == 0
     control = await admin.xrevrange("strategy.ctrl.symbols", count=1)
     assert b"ETH-BTC" in control[0][1][b"symbols"]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+async def test_replayed_session_yields_the_planted_opportunities_through_redis(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings, workers: int
+) -> None:
+    from common.config import VenueSettings
+    from consumers.backtest import run_backtest
+    from producers.demo import DEMO_DIR
+    from producers.feed import Venue
+    from producers.replayvenue import ReplayVenue
+    from producers.service import VenueProducer
+
+    session = DEMO_DIR / "kraken-demo.ndjson"
+    speed = 10.0
+    settings = settings.model_copy(update={"detector": settings.detector.model_copy(update={"leg_latency_ms": 0})})
+    expected = {(o.cycle_id, o.ts_detect) for o in run_backtest([session], settings.detector)}
+    venue = ReplayVenue(session, speed=speed)
+    url = await venue.start()
+    stop = asyncio.Event()
+    detector_redis = connect_as(Role.DETECTOR)
+    async with (
+        Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as books,
+        Publisher(detector_redis, settings.names, settings.streams, settings.bus) as opportunities,
+    ):
+        producer = VenueProducer(Venue.KRAKEN, VenueSettings(url=url, symbols=venue.book_symbols()),
+                                 settings.producers, books, names=settings.names)
+        service = DetectorService(settings, detector_redis, opportunities, {
+            "kraken": [Market("kraken", s, *s.split("-"), 1e-8, 0.0, 0.004) for s in venue.book_symbols()]})
+        detecting = asyncio.create_task(run_workers(service, workers, stop, start_id="0"))
+        producing = asyncio.create_task(producer.run(stop))
+        while producer.feed.counters.frames < len(venue.frames):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # let the workers finish the last batches
+        stop.set()
+        await asyncio.gather(producing, detecting)
+    await venue.stop()
+    found = [decode_as(Opportunity, f) for _, f in await admin.xrange("strategy.opportunity")]
+    header = orjson.loads(session.read_bytes().split(b"\n", 1)[0])
+    planted = header["mispricings"]
+
+    def window(session_ms: int) -> int | None:
+        return next((n for n, w in enumerate(planted) if w["start_ms"] <= session_ms < w["end_ms"]), None)
+
+    # live detection happens at wall-clock time; the legs' venue times place it on the session's clock
+    live = {(o.cycle_id, window(max(leg.ts_event for leg in o.legs))) for o in found}
+    offline = {(cycle, window(ts)) for cycle, ts in expected}
+    assert offline and None not in offline
+    assert live == offline
+    assert int((await admin.xpending("md.snapshot", GROUP))["pending"]) == 0

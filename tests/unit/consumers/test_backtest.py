@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from common.config import DetectorSettings
 from consumers.backtest import run_backtest, write_ndjson
@@ -41,3 +42,21 @@ def test_two_runs_write_byte_identical_output(tmp_path: Path) -> None:
         write_ndjson(run_backtest(SESSIONS, DetectorSettings()), tmp_path / name)
     assert (tmp_path / "a.ndjson").read_bytes() == (tmp_path / "b.ndjson").read_bytes()
     assert (tmp_path / "a.ndjson").stat().st_size > 0
+
+
+def test_backtest_reads_detector_settings_from_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from triarb.cli import main
+
+    config = tmp_path / "strict.toml"
+    config.write_text("[detector]\nmin_roi = 0.5\n")  # 50 %: nothing in the demo clears it
+    monkeypatch.setenv("TRIARB_CONFIG", str(config))  # --config sets it; monkeypatch removes it afterwards
+    out = tmp_path / "none.ndjson"
+    main(["--config", str(config), "backtest", *map(str, SESSIONS), "--out", str(out), "--quiet"])
+    assert out.read_bytes() == b""
+
+
+def test_the_live_broker_refuses_to_exist() -> None:
+    from consumers.paper import LiveBroker, LiveTradingDisabled
+
+    with pytest.raises(LiveTradingDisabled, match="not available in triarb v1"):
+        LiveBroker()
