@@ -82,6 +82,18 @@ class Infeasible(Exception):
         self.reason = reason
 
 
+def _trade_size(levels: Sequence[Level], size: float) -> tuple[float, float]:
+    """(notional, unfilled base) of trading ``size`` base across ``levels``, best first."""
+    notional, remaining = 0.0, size
+    for price, level_size, _ in levels:
+        take = min(level_size, remaining)
+        notional += take * price
+        remaining -= take
+        if remaining <= 0:
+            break
+    return notional, remaining
+
+
 def fill_leg(leg: Leg, book: Book, amount_in: float) -> LegFill:
     """Execute ``amount_in`` of the leg's source asset against ``book``; raises :class:`Infeasible`."""
     bids, asks = book
@@ -100,25 +112,13 @@ def fill_leg(leg: Leg, book: Book, amount_in: float) -> LegFill:
         size = round_down(base, market.size_increment)
         if size <= 0 or size < market.min_size:
             raise Infeasible(f"{market.symbol}: {base:g} rounds below the minimum size {market.min_size:g}")
-        spent, remaining = 0.0, size
-        for price, level_size, _ in asks:
-            take = min(level_size, remaining)
-            spent += take * price
-            remaining -= take
-            if remaining <= 0:
-                break
+        spent, _ = _trade_size(asks, size)
         fee = size * market.taker_fee
         return LegFill(market.symbol, leg.side, amount_in, size - fee, size, spent / size, fee)
     size = round_down(amount_in, market.size_increment)
     if size <= 0 or size < market.min_size:
         raise Infeasible(f"{market.symbol}: {amount_in:g} rounds below the minimum size {market.min_size:g}")
-    proceeds, remaining = 0.0, size
-    for price, level_size, _ in bids:
-        take = min(level_size, remaining)
-        proceeds += take * price
-        remaining -= take
-        if remaining <= 0:
-            break
+    proceeds, remaining = _trade_size(bids, size)
     if remaining > size * 1e-12:
         raise Infeasible(f"{market.symbol}: not enough bid depth for {size:g} {market.base}")
     fee = proceeds * market.taker_fee
