@@ -29,6 +29,7 @@ from common.redis import (
 from common.service import ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
+from consumers.persistence import PersistenceWriter
 from producers.capture import CaptureFormatError
 from producers.feed import Venue
 from producers.replay import check_capture
@@ -40,7 +41,6 @@ from triarb.stack import capture_writer, detector_markets, install_stop_signals,
 from triarb.tail import format_entry
 
 NOT_BUILT = {
-    "persist": ("run a persistence worker (NDJSON files + Redis history)", 5),
     "dashboard": ("serve the live dashboard (SSE)", 5),
 }
 
@@ -297,6 +297,24 @@ def cmd_detector(args: argparse.Namespace, settings: Settings) -> None:
     run_async(detect())
 
 
+def cmd_persist(args: argparse.Namespace, settings: Settings) -> None:
+    directory = args.dir or settings.var_dir / "data"
+
+    async def persist() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        redis = connect(settings, Role.PERSISTENCE)
+        writer = PersistenceWriter(settings, redis, directory, gzip_rotated=args.gzip)
+        try:
+            print(f"persistence: writing NDJSON under {directory}", flush=True)
+            await writer.consumer().run(stop)
+        finally:
+            writer.close()
+            await redis.aclose()
+
+    run_async(persist())
+
+
 def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
     def stub(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"`triarb {command}` is not built yet (it arrives with issue #{issue})")
@@ -359,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     detector = commands.add_parser("detector", help="run triangle-detector workers (consumer group 'detector')")
     detector.add_argument("--workers", type=int, help="workers in this process (default: detector.workers)")
     detector.set_defaults(run=cmd_detector)
+
+    persist = commands.add_parser("persist", help="persistence worker: every stream entry to NDJSON, exactly once")
+    persist.add_argument("--dir", type=Path, help="data directory (default: var/data)")
+    persist.add_argument("--gzip", action="store_true", help="gzip files when they rotate")
+    persist.set_defaults(run=cmd_persist)
 
     backtest = commands.add_parser("backtest", help="captures → books → detector → paper broker, offline (no Redis)")
     backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")

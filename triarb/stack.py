@@ -21,6 +21,7 @@ from common.redis import RedisEndpoint, connect
 from common.service import CheckResult, ServiceEndpoint
 from consumers.detector.graph import Market, tradable_markets
 from consumers.detector.service import DetectorService, run_workers
+from consumers.persistence import PersistenceWriter
 from producers.capture import CaptureWriter
 from producers.demo import DemoVenue, start_demo_venue
 from producers.feed import Venue
@@ -56,6 +57,8 @@ async def run_stack(
     health endpoint. Components of later issues (detector, persistence, dashboard) join here."""
     producer_redis = connect(settings, Role.PRODUCER, endpoint=endpoint)
     detector_redis = connect(settings, Role.DETECTOR, endpoint=endpoint)
+    persistence_redis = connect(settings, Role.PERSISTENCE, endpoint=endpoint)
+    writer = PersistenceWriter(settings, persistence_redis, settings.var_dir / "data")
     monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
     service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
     redis_ok = RedisCheck()
@@ -89,12 +92,15 @@ async def run_stack(
                 for producer in producers:
                     group.create_task(producer.run(stop))
                 group.create_task(run_workers(detector, settings.detector.workers, stop))
+                group.create_task(writer.consumer().run(stop))
     finally:
         await service.stop()
         for served in demo_venues:
             await served.stop()
         await producer_redis.aclose()
         await detector_redis.aclose()
+        writer.close()
+        await persistence_redis.aclose()
         await monitor_redis.aclose()
 
 

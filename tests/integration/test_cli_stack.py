@@ -165,10 +165,10 @@ def test_stop_signal_stops_everything_and_leaves_no_redis_server(tmp_path: Path,
 
 def test_commands_of_later_issues_say_they_are_not_built_yet(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "triarb.cli", "persist"], env=clean_env(tmp_path), capture_output=True, text=True
+        [sys.executable, "-m", "triarb.cli", "dashboard"], env=clean_env(tmp_path), capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert "`triarb persist` is not built yet (it arrives with issue #5)" in result.stderr
+    assert "`triarb dashboard` is not built yet (it arrives with issue #5)" in result.stderr
 
 
 def test_help_lists_every_command_with_one_line(tmp_path: Path) -> None:
