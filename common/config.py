@@ -33,6 +33,7 @@ class Role(StrEnum):
     DETECTOR = "detector"
     PERSISTENCE = "persistence"
     DASHBOARD = "dashboard"
+    CONTROL = "control"
 
 
 class StreamLimits(BaseModel):
@@ -141,6 +142,9 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings)
     producers: ProducerSettings = Field(default_factory=ProducerSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    dashboard_host: str = Field("127.0.0.1", description="dashboard bind address")
+    dashboard_port: int = Field(8000, ge=0, le=65535, description="dashboard port (0 = any free)")
+    dashboard_token: SecretStr | None = Field(None, description="bearer token for POST /api/symbols (unset = disabled)")
     ws_capture: bool = Field(
         False, validation_alias=AliasChoices("WS_CAPTURE", "TRIARB_WS_CAPTURE", "ws_capture"),
         description="write every raw frame sent and received to var/captures/*.ndjson",
@@ -185,6 +189,8 @@ class Settings(BaseSettings):
         """The effective settings as plain data with every secret replaced by ``'***'``."""
         data = self.model_dump(mode="json")
         data["redis_passwords"] = {role: "***" for role in data.get("redis_passwords", {})}
+        if data.get("dashboard_token"):
+            data["dashboard_token"] = "***"
         if self.redis_url and "@" in self.redis_url:
             scheme, rest = self.redis_url.split("://", 1)
             data["redis_url"] = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

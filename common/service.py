@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +97,17 @@ class ServiceEndpoint:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def mount_on_fastapi(app: FastAPI, service: str, checks: Mapping[str, HealthCheck]) -> None:
+    """The same two routes on a FastAPI app (the dashboard), without a second server."""
+    from fastapi.responses import JSONResponse, Response
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        status, body = healthz_payload(service, checks)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from common.service import ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
 from consumers.persistence import PersistenceWriter
+from dashboard.server import serve_dashboard
 from producers.capture import CaptureFormatError
 from producers.feed import Venue
 from producers.replay import check_capture
@@ -39,10 +40,6 @@ from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
 from triarb.stack import capture_writer, detector_markets, install_stop_signals, producer_check, run_stack
 from triarb.tail import format_entry
-
-NOT_BUILT = {
-    "dashboard": ("serve the live dashboard (SSE)", 5),
-}
 
 
 class CommandError(Exception):
@@ -72,7 +69,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
             print(f"triarb is up: {where}; /healthz and /metrics on http://{settings.service_host}:{service.port}")
             print("  watch it:  .venv/bin/triarb tail md.snapshot      stop: Ctrl-C", flush=True)
 
-        await run_stack(settings, stop, endpoint=endpoint, demo=args.demo, on_ready=announce)
+        def announce_dashboard(port: int) -> None:
+            print(f"  dashboard: http://{settings.dashboard_host}:{port}", flush=True)
+
+        await run_stack(settings, stop, endpoint=endpoint, demo=args.demo, on_ready=announce,
+                        on_dashboard=announce_dashboard)
 
     if settings.redis_url:
         run_async(serve(None))
@@ -315,11 +316,21 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> None:
     run_async(persist())
 
 
-def not_built(command: str, issue: int) -> Callable[[argparse.Namespace, Settings], None]:
-    def stub(args: argparse.Namespace, settings: Settings) -> None:
-        raise CommandError(f"`triarb {command}` is not built yet (it arrives with issue #{issue})")
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> None:
+    async def dashboard() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        reader = connect(settings, Role.DASHBOARD)
+        control = connect(settings, Role.CONTROL) if settings.dashboard_token else None
+        try:
+            await serve_dashboard(settings, reader, control, stop, on_ready=lambda port: print(
+                f"dashboard: http://{settings.dashboard_host}:{port}", flush=True))
+        finally:
+            await reader.aclose()
+            if control is not None:
+                await control.aclose()
 
-    return stub
+    run_async(dashboard())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,16 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     persist.add_argument("--gzip", action="store_true", help="gzip files when they rotate")
     persist.set_defaults(run=cmd_persist)
 
+    dashboard = commands.add_parser("dashboard", help="serve the live dashboard (page, SSE, JSON API)")
+    dashboard.set_defaults(run=cmd_dashboard)
+
     backtest = commands.add_parser("backtest", help="captures → books → detector → paper broker, offline (no Redis)")
     backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
     backtest.add_argument("--out", type=Path, required=True, help="opportunities as NDJSON (deterministic order)")
     backtest.add_argument("--quiet", action="store_true", help="no progress bar")
     backtest.set_defaults(run=cmd_backtest)
 
-    for command, (summary, issue) in NOT_BUILT.items():
-        stub = commands.add_parser(command, help=f"{summary} [not built yet]", add_help=False)
-        stub.add_argument("rest", nargs=argparse.REMAINDER)
-        stub.set_defaults(run=not_built(command, issue))
     return parser
 
 

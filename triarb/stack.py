@@ -22,6 +22,7 @@ from common.service import CheckResult, ServiceEndpoint
 from consumers.detector.graph import Market, tradable_markets
 from consumers.detector.service import DetectorService, run_workers
 from consumers.persistence import PersistenceWriter
+from dashboard.server import serve_dashboard
 from producers.capture import CaptureWriter
 from producers.demo import DemoVenue, start_demo_venue
 from producers.feed import Venue
@@ -52,12 +53,14 @@ async def run_stack(
     endpoint: RedisEndpoint | None = None,
     demo: bool = False,
     on_ready: Callable[[ServiceEndpoint], None] | None = None,
+    on_dashboard: Callable[[int], None] | None = None,
 ) -> None:
     """Run until ``stop`` is set: both venue producers (against local demo venues with ``demo``) and the
     health endpoint. Components of later issues (detector, persistence, dashboard) join here."""
     producer_redis = connect(settings, Role.PRODUCER, endpoint=endpoint)
     detector_redis = connect(settings, Role.DETECTOR, endpoint=endpoint)
     persistence_redis = connect(settings, Role.PERSISTENCE, endpoint=endpoint)
+    control_redis = connect(settings, Role.CONTROL, endpoint=endpoint)
     writer = PersistenceWriter(settings, persistence_redis, settings.var_dir / "data")
     monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
     service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
@@ -93,6 +96,7 @@ async def run_stack(
                     group.create_task(producer.run(stop))
                 group.create_task(run_workers(detector, settings.detector.workers, stop))
                 group.create_task(writer.consumer().run(stop))
+                group.create_task(serve_dashboard(settings, monitor_redis, control_redis, stop, on_ready=on_dashboard))
     finally:
         await service.stop()
         for served in demo_venues:
@@ -101,6 +105,7 @@ async def run_stack(
         await detector_redis.aclose()
         writer.close()
         await persistence_redis.aclose()
+        await control_redis.aclose()
         await monitor_redis.aclose()
 
 

@@ -46,6 +46,7 @@ def clean_env(var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIARB_") and k != "REDIS_URL"}
     env |= {
         "TRIARB_VAR_DIR": str(var_dir), "TRIARB_EMBEDDED_PORT": "0", "TRIARB_SERVICE_PORT": "0",
+        "TRIARB_DASHBOARD_PORT": "0",
         "TRIARB_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     return env
@@ -161,14 +162,6 @@ def test_stop_signal_stops_everything_and_leaves_no_redis_server(tmp_path: Path,
     assert not is_running(redis_pid)
     assert not (tmp_path / "var" / "redis.json").exists()
     assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
-
-
-def test_commands_of_later_issues_say_they_are_not_built_yet(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "triarb.cli", "dashboard"], env=clean_env(tmp_path), capture_output=True, text=True
-    )
-    assert result.returncode == 1
-    assert "`triarb dashboard` is not built yet (it arrives with issue #5)" in result.stderr
 
 
 def test_help_lists_every_command_with_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+// Live view of triarb: feed tiles, opportunity table and an ROI chart, fed by server-sent events.
+// EventSource reconnects by itself and sends Last-Event-ID, the stream id of the last opportunity seen,
+// so the server replays exactly what was missed; rows are keyed by opportunity id, never shown twice.
+"use strict";
+
+const seen = new Map();          // opportunity id -> row
+const points = [];               // [ts_detect, roi_net] for the chart
+const MAX_ROWS = 200;
+
+function bps(x) { return (x * 1e4).toFixed(1) + " bps"; }
+
+function renderFeed(health) {
+  const id = `feed-${health.exchange}-${health.channel}`;
+  let tile = document.getElementById(id);
+  if (!tile) {
+    tile = document.createElement("div");
+    tile.id = id;
+    document.getElementById("feeds").appendChild(tile);
+  }
+  tile.className = `tile ${health.status}`;
+  tile.dataset.status = health.status;
+  tile.innerHTML = `<strong>${health.exchange} / ${health.channel}</strong> ${health.status}
+    <small>reconnects ${health.reconnects} · gaps ${health.gaps} · checksum fails ${health.checksum_failures}</small>
+    <small>${health.detail || ""}</small>`;
+}
+
+function addOpportunity(op, streamId) {
+  if (seen.has(op.id)) return;
+  const row = document.createElement("tr");
+  row.dataset.id = op.id;
+  row.dataset.streamId = streamId || "";
+  const fill = op.fill ? `${op.fill.status} ${op.fill.realized_pnl.toFixed(4)} ${op.start_asset}` : "-";
+  row.innerHTML = `<td>${new Date(op.ts_detect).toISOString().slice(11, 23)}</td><td>${op.cycle_id}</td>
+    <td class="${op.roi_net >= 0 ? "pos" : "neg"}">${bps(op.roi_net)}</td><td>${bps(op.roi_gross)}</td>
+    <td>${op.executable_notional.toPrecision(6)} ${op.start_asset}</td>
+    <td class="age" data-ts="${op.ts_detect}"></td><td>${fill}</td>`;
+  const body = document.querySelector("#opportunities tbody");
+  body.insertBefore(row, body.firstChild);
+  seen.set(op.id, row);
+  while (body.children.length > MAX_ROWS) body.removeChild(body.lastChild);
+  points.push([op.ts_detect, op.roi_net]);
+  if (points.length > 500) points.shift();
+  drawChart();
+}
+
+function drawChart() {
+  const canvas = document.getElementById("chart");
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (points.length < 1) return;
+  const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
+  const y0 = Math.min(0, ...ys), y1 = Math.max(...ys, 1e-4);
+  const sx = x => 10 + (canvas.width - 20) * (x - x0) / Math.max(1, x1 - x0);
+  const sy = y => canvas.height - 10 - (canvas.height - 20) * (y - y0) / (y1 - y0);
+  ctx.strokeStyle = "#cbd5e0"; ctx.beginPath(); ctx.moveTo(10, sy(0)); ctx.lineTo(canvas.width - 10, sy(0)); ctx.stroke();
+  ctx.fillStyle = "#2b6cb0";
+  for (const [x, y] of points) { ctx.beginPath(); ctx.arc(sx(x), sy(y), 2.5, 0, 6.3); ctx.fill(); }
+}
+
+function tickAges() {
+  const now = Date.now();
+  for (const cell of document.querySelectorAll("td.age")) {
+    cell.textContent = ((now - Number(cell.dataset.ts)) / 1000).toFixed(0) + " s";
+  }
+}
+
+async function refreshStatus() {
+  try {
+    const status = await (await fetch("/api/status")).json();
+    document.getElementById("symbols").textContent = JSON.stringify(status.symbols, null, 1);
+  } catch (error) { /* offline: the badge says so */ }
+}
+
+async function connect() {
+  // load what is already there, then follow from exactly the newest loaded entry
+  let since = "";
+  try {
+    const recent = await (await fetch("/api/opportunities?limit=100")).json();
+    for (const op of recent.reverse()) addOpportunity(op, op.stream_id);
+    if (recent.length) since = "?since=" + encodeURIComponent(recent[recent.length - 1].stream_id);
+  } catch (error) { /* the event stream below will report offline */ }
+  const source = new EventSource("/events" + since);
+  const badge = document.getElementById("connection");
+  source.onopen = () => { badge.textContent = "live"; badge.className = "badge online"; };
+  source.onerror = () => { badge.textContent = "offline, reconnecting"; badge.className = "badge offline"; };
+  source.addEventListener("opportunity", e => addOpportunity(JSON.parse(e.data), e.lastEventId));
+  source.addEventListener("health", e => renderFeed(JSON.parse(e.data)));
+}
+
+connect();
+refreshStatus();
+setInterval(refreshStatus, 5000);
+setInterval(tickAges, 1000);
