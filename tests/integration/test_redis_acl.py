@@ -17,7 +17,7 @@ from common.redis import RedisEndpoint
 pytestmark = pytest.mark.integration
 
 Connect = Callable[..., Redis]
-ROLE_USERS = [Role.PRODUCER, Role.DETECTOR, Role.PERSISTENCE, Role.DASHBOARD]
+ROLE_USERS = [Role.PRODUCER, Role.DETECTOR, Role.PERSISTENCE, Role.DASHBOARD, Role.CONTROL]
 
 
 async def test_dashboard_cannot_xadd_but_can_read_streams_and_the_hot_cache(connect_as: Connect, admin: Redis) -> None:
@@ -155,3 +155,13 @@ async def test_a_wrong_password_is_refused(redis_server: RedisEndpoint) -> None:
             await client.ping()
     finally:
         await client.aclose()
+
+
+async def test_control_user_only_appends_symbol_sets(connect_as: Connect, admin: Redis) -> None:
+    control = connect_as(Role.CONTROL)
+    await control.xadd("strategy.ctrl.symbols", {"v": "1"})
+    for write in (lambda: control.xadd("strategy.opportunity", {"v": "1"}), lambda: control.xrange("md.snapshot"),
+                  lambda: control.delete("strategy.ctrl.symbols")):
+        with pytest.raises(NoPermissionError):
+            await write()
+    assert await admin.xlen("strategy.ctrl.symbols") == 1
