@@ -7,10 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps demo test lint typecheck pytest bench bench-bus bench-books bench-detector demo-session tail clean
+.PHONY: help bootstrap system-deps browser-deps demo test lint typecheck pytest bench bench-bus bench-books bench-detector demo-session tail clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,8 +18,12 @@ system-deps:  ## apt-get install redis-server if it is missing
 	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $$missing with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+browser-deps:  ## apt-get install Debian's chromium (the browser tests drive it) if it is missing
+	@[ -x /usr/bin/chromium ] || { echo "installing chromium with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -48,7 +51,7 @@ lint: bootstrap  ## ruff
 typecheck: bootstrap  ## mypy --strict on the contracts and shared runtime
 	$(BIN)/mypy
 
-pytest: bootstrap
+pytest: bootstrap browser-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest  ## the whole suite: lint, types, unit and integration tests
