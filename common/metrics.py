@@ -44,3 +44,22 @@ BUS_INVALID_SKIPPED = Counter(
     "triarb_bus_invalid_entries_skipped_total", "Undecodable entries a fan-out reader skipped", ["stream"]
 )
 SERVICE_UP = Gauge("triarb_service_up", "1 while a service runs", ["service"])
+
+# --- producers ------------------------------------------------------------------------------------------
+WS_MESSAGES = Counter("triarb_ws_messages_total", "WebSocket frames received", ["venue"])
+WS_RECONNECTS = Counter("triarb_ws_reconnects_total", "WebSocket reconnections", ["venue"])
+BOOK_GAPS = Counter("triarb_book_gaps_total", "Sequence gaps that invalidated books", ["venue"])
+BOOK_CHECKSUM_FAILURES = Counter("triarb_book_checksum_failures_total", "Book checksum mismatches", ["venue"])
+BOOK_STALENESS = Gauge("triarb_book_staleness_seconds", "Time since the venue's last message", ["venue"])
+PARSE_ERRORS = Counter("triarb_ws_parse_errors_total", "Frames that could not be parsed", ["venue"])
+
+# --- detector -------------------------------------------------------------------------------------------
+OPPORTUNITIES = Counter("triarb_opportunities_total", "Opportunities published", ["venue"])
+DETECTOR_SKIPS = Counter("triarb_detector_skips_total", "Triangle evaluations skipped, by reason", ["reason"])
+DETECT_LATENCY = Histogram(
+    "triarb_detect_latency_seconds", "From the newest leg's ingest to the opportunity's publication",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+# --- dashboard ------------------------------------------------------------------------------------------
+SSE_CLIENTS = Gauge("triarb_sse_clients", "Browsers connected to the event stream")

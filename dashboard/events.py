@@ -15,6 +15,7 @@ import orjson
 from redis.asyncio import Redis
 from sse_starlette.sse import ServerSentEvent
 
+from common import metrics
 from common.bus import FanoutReader, StreamEntry, decode_entry
 from common.bus.entries import parse_range_reply
 from schemas import Health
@@ -51,6 +52,17 @@ async def event_stream(
     redis: Redis, names: StreamNames, last_event_id: str | None, stop: asyncio.Event, *, block_ms: int = 250
 ) -> AsyncIterator[ServerSentEvent]:
     """Health snapshot, then opportunities after ``last_event_id`` (or only new ones), then everything live."""
+    metrics.SSE_CLIENTS.inc()
+    try:
+        async for event in _events(redis, names, last_event_id, stop, block_ms):
+            yield event
+    finally:
+        metrics.SSE_CLIENTS.dec()
+
+
+async def _events(
+    redis: Redis, names: StreamNames, last_event_id: str | None, stop: asyncio.Event, block_ms: int
+) -> AsyncIterator[ServerSentEvent]:
     for _, health in sorted((await latest_health(redis, names)).values(), key=lambda item: item[0]):
         yield ServerSentEvent(data=orjson.dumps(health.model_dump(mode="json")).decode(), event="health")
     opportunity_start = last_event_id if last_event_id else "$"

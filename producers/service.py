@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from common import metrics
 from common.bus import FanoutReader, Publisher, decode_entry, latest
 from common.config import ProducerSettings, VenueSettings
 from producers.capture import CaptureWriter
@@ -115,7 +116,16 @@ class VenueProducer:
 
     async def _on_frame(self, frame: str | bytes, received_ms: int) -> None:
         self.last_msg_ms = received_ms
-        for output in self.feed.on_frame(frame):
+        metrics.WS_MESSAGES.labels(venue=self.venue.value).inc()
+        counters = self.feed.counters
+        before = (counters.gaps, counters.checksum_fail, counters.parse_errors)
+        outputs = self.feed.on_frame(frame)
+        after = (counters.gaps, counters.checksum_fail, counters.parse_errors)
+        if after != before:
+            metrics.BOOK_GAPS.labels(venue=self.venue.value).inc(after[0] - before[0])
+            metrics.BOOK_CHECKSUM_FAILURES.labels(venue=self.venue.value).inc(after[1] - before[1])
+            metrics.PARSE_ERRORS.labels(venue=self.venue.value).inc(after[2] - before[2])
+        for output in outputs:
             if isinstance(output, BookChanged):
                 await self._publisher.publish(self._snapshot(output, received_ms))
             elif isinstance(output, TradePrint):
@@ -142,6 +152,8 @@ class VenueProducer:
 
     def _on_state(self, state: LinkState, reason: str) -> None:
         """While the socket is not up, the REST poller keeps top-of-book snapshots flowing."""
+        if state is LinkState.UP and self.link.connections > 1:
+            metrics.WS_RECONNECTS.labels(venue=self.venue.value).inc()
         self.link_state = state
         self.detail = reason
         if state is LinkState.UP:
@@ -196,6 +208,8 @@ class VenueProducer:
 
     async def _publish_health(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if self.last_msg_ms is not None:
+                metrics.BOOK_STALENESS.labels(venue=self.venue.value).set((self._clock_ms() - self.last_msg_ms) / 1000)
             await self._publisher.publish(self.health())
             if self._rest_active.is_set() or self.rest.polls:
                 await self._publisher.publish(self.rest_health())

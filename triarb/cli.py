@@ -26,7 +26,7 @@ from common.redis import (
     connect,
     resolve_endpoint,
 )
-from common.service import ServiceEndpoint
+from common.service import CheckResult, ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
 from consumers.persistence import PersistenceWriter
@@ -290,8 +290,11 @@ def cmd_detector(args: argparse.Namespace, settings: Settings) -> None:
                 service = DetectorService(settings, redis, publisher, markets)
                 triangles = sum(len(d.triangles) for d in service.detectors.values())
                 workers = args.workers or settings.detector.workers
-                print(f"detector: {triangles} triangles, {workers} worker(s)", flush=True)
-                await run_workers(service, workers, stop)
+                async with ServiceEndpoint("detector", settings.service_host, settings.service_port) as endpoint:
+                    endpoint.add_check("triangles", lambda: CheckResult(triangles > 0, f"{triangles} triangles"))
+                    print(f"detector: {triangles} triangles, {workers} worker(s); /healthz on port {endpoint.port}",
+                          flush=True)
+                    await run_workers(service, workers, stop)
         finally:
             await redis.aclose()
 
@@ -307,8 +310,10 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> None:
         redis = connect(settings, Role.PERSISTENCE)
         writer = PersistenceWriter(settings, redis, directory, gzip_rotated=args.gzip)
         try:
-            print(f"persistence: writing NDJSON under {directory}", flush=True)
-            await writer.consumer().run(stop)
+            async with ServiceEndpoint("persistence", settings.service_host, settings.service_port) as endpoint:
+                endpoint.add_check("files", lambda: CheckResult(True, f"{writer.written} entries written"))
+                print(f"persistence: writing NDJSON under {directory}; /healthz on port {endpoint.port}", flush=True)
+                await writer.consumer().run(stop)
         finally:
             writer.close()
             await redis.aclose()

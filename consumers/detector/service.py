@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
+from common import metrics
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import DetectorSettings, Settings
 from consumers.detector.engine import DetectorRules, TriangleDetector
@@ -89,9 +90,18 @@ class DetectorService:
             found.extend(detector.evaluate(symbols, books[venue], now_ms))
         filled = await asyncio.gather(*(self._paper_fill(o) for o in found))
         for opportunity in filled:
-            await self._publisher.publish(opportunity.model_copy(update={"ts_publish": self._clock_ms()}))
+            published_ms = self._clock_ms()
+            await self._publisher.publish(opportunity.model_copy(update={"ts_publish": published_ms}))
+            metrics.OPPORTUNITIES.labels(venue=opportunity.exchange).inc()
+            newest_ingest = max(books[opportunity.exchange][leg.symbol].ts_ingest for leg in opportunity.legs
+                                if leg.symbol in books[opportunity.exchange])
+            metrics.DETECT_LATENCY.observe(max(0.0, (published_ms - newest_ingest) / 1000))
         await self._publisher.flush()  # published before the batch is acknowledged
         self.published += len(filled)
+        for detector in self.detectors.values():
+            for reason, count in detector.skips.items():
+                metrics.DETECTOR_SKIPS.labels(reason=reason).inc(count)
+            detector.skips.clear()
 
     async def _fetch_books(self, affected: Mapping[str, list[Triangle]]) -> dict[str, dict[str, Snapshot]]:
         """Every leg of every affected triangle, in one pipelined round trip."""

@@ -104,10 +104,14 @@ def test_healthz_is_ok_and_metrics_count_published_entries(stack: Stack) -> None
         health = json.loads(response.read())
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    assert health["status"] == "ok"
     assert health["checks"]["redis"]["ok"] is True
+    assert health["checks"]["coinbase"]["ok"] is True and health["checks"]["kraken"]["ok"] is True
     published = re.search(r'triarb_bus_published_entries_total\{stream="md.snapshot"\} (\S+)', metrics)
     assert published is not None and float(published[1]) > 0
+    for name in ("triarb_ws_messages_total", "triarb_book_staleness_seconds", "triarb_bus_publish_batch_entries",
+                 "triarb_detector_skips_total", "triarb_detect_latency_seconds", "triarb_sse_clients",
+                 "triarb_bus_group_lag_entries"):
+        assert name in metrics, name
 
 
 def test_symbols_set_is_published_and_shown_back(stack: Stack) -> None:

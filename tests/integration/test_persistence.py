@@ -33,7 +33,8 @@ def persist_process(redis_server: RedisEndpoint, directory: Path, tmp_path: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIARB_")}
     env |= {"REDIS_URL": redis_server.url(), "TRIARB_REDIS_PASSWORDS__PERSISTENCE":
             redis_server.passwords[Role.PERSISTENCE], "TRIARB_BUS__READ_COUNT": "50",
-            "TRIARB_BUS__CLAIM_IDLE_MS": "200", "TRIARB_BUS__CLAIM_INTERVAL_MS": "100", "TRIARB_VAR_DIR": str(tmp_path)}
+            "TRIARB_BUS__CLAIM_IDLE_MS": "200", "TRIARB_BUS__CLAIM_INTERVAL_MS": "100", "TRIARB_VAR_DIR": str(tmp_path),
+            "TRIARB_SERVICE_PORT": "0"}
     return subprocess.Popen([sys.executable, "-m", "triarb.cli", "persist", "--dir", str(directory)], env=env,
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 

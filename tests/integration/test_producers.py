@@ -19,6 +19,7 @@ from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
 from producers.service import VenueProducer
 from schemas import Snapshot, SymbolControl
 from schemas.codec import decode_as
+from triarb.stack import producer_check
 
 pytestmark = pytest.mark.integration
 
@@ -168,6 +169,7 @@ async def test_silent_venue_makes_the_feed_stale_then_it_reconnects(running: Run
     running.venue.go_silent()
     await eventually(lambda: running.producer.link_state is LinkState.STALE)
     assert running.producer.health().status == "stale"
+    assert producer_check(running.producer)().ok is False  # /healthz answers 503 while the venue is down
     running.venue.go_silent(False)
     await eventually(lambda: running.venue.connections_accepted >= 2 and running.producer.health().status == "up")
 
