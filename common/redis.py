@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
+import logging
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import redis
 import redis.asyncio
@@ -30,10 +33,14 @@ from redis.retry import Retry
 
 from common.config import Role, Settings
 
+log = logging.getLogger(__name__)
+
 RUNTIME_FILE = "redis.json"
 HOST = "127.0.0.1"
 ROLE_USERS = tuple(role for role in Role if role is not Role.ADMIN)
 """Users ``redis.conf`` defines without a password; the launcher sets one for each at start-up."""
+START_ATTEMPTS = 3
+"""Tries when the chosen port is taken between our check and redis-server's bind (another process won)."""
 
 
 class RedisNotConfiguredError(RuntimeError):
@@ -59,36 +66,45 @@ class RedisEndpoint:
         """``redis://role:password@host:port/0``, or without credentials when ``role`` is None."""
         if role is None:
             return f"redis://{self.host}:{self.port}/0"
-        return f"redis://{role.value}:{self.passwords[role]}@{self.host}:{self.port}/0"
+        return f"redis://{role.value}:{quote(self.passwords[role], safe='')}@{self.host}:{self.port}/0"
 
 
 def repo_redis_conf() -> Path:
     return Path(__file__).resolve().parent.parent / "redis.conf"
 
 
-def _pid_alive(pid: int) -> bool:
+def _server_alive(pid: int, binary: str) -> bool:
+    """True when ``pid`` runs ``binary``. The command line is checked, not just the pid: after a reboot or a
+    SIGKILLed ``triarb up`` the file outlives the server, and its pid may since belong to anything."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc (not Linux): the pid is all there is to go on
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    return Path(binary).name.encode() in cmdline  # a zombie's cmdline is empty
 
 
 def read_runtime_file(path: Path) -> RedisEndpoint | None:
-    """The endpoint a live embedded server left in ``path``; ``None`` if absent or its process is gone."""
+    """The endpoint a live embedded server left in ``path``; ``None`` if there is none or it is stale."""
     try:
         data = json.loads(path.read_text())
+        pid, binary = int(data["pid"]), str(data.get("server", "redis-server"))
+        if not _server_alive(pid, binary):
+            log.warning("ignoring stale %s: its redis-server (pid %d) is no longer running", path, pid)
+            return None
+        passwords = {Role(role): str(password) for role, password in data["passwords"].items()}
+        return RedisEndpoint(str(data["host"]), int(data["port"]), passwords, pid)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise RedisNotConfiguredError(f"; {path} is unreadable ({exc}), delete it") from exc
-    pid = int(data["pid"])
-    if not _pid_alive(pid):
-        return None
-    passwords = {Role(role): password for role, password in data["passwords"].items()}
-    return RedisEndpoint(data["host"], int(data["port"]), passwords, pid)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RedisNotConfiguredError(f"; {path} is unreadable ({exc!r}): delete it") from exc
 
 
 def resolve_endpoint(settings: Settings) -> RedisEndpoint | None:
@@ -99,26 +115,26 @@ def resolve_endpoint(settings: Settings) -> RedisEndpoint | None:
 
 
 def _connection_kwargs(settings: Settings, role: Role, endpoint: RedisEndpoint | None) -> dict[str, Any]:
-    common: dict[str, Any] = {
-        "client_name": f"triarb-{role.value}",
-        "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "health_check_interval": 30,
+    # RESP2 pinned: the bus parses RESP2 reply shapes. Keepalive and health checks find dead peers.
+    kwargs: dict[str, Any] = {
+        "client_name": f"triarb-{role.value}", "protocol": 2,
+        "socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 30,
     }
     if endpoint is None and not settings.redis_url:
         endpoint = resolve_endpoint(settings)
         if endpoint is None:
-            raise RedisNotConfiguredError()
+            runtime = settings.var_dir / RUNTIME_FILE
+            stale = f"; {runtime} is stale (its server is gone)" if runtime.exists() else ""
+            raise RedisNotConfiguredError(stale)
     if endpoint is not None:
-        return common | {
-            "host": endpoint.host, "port": endpoint.port, "username": role.value,
-            "password": endpoint.passwords.get(role),
-        }
+        password = endpoint.passwords.get(role)
+        return kwargs | {"host": endpoint.host, "port": endpoint.port, "username": role.value, "password": password}
     assert settings.redis_url is not None
-    kwargs = common | {"url": settings.redis_url}
+    kwargs["url"] = settings.redis_url
+    parts = urlsplit(settings.redis_url)
     password = settings.password(role)
-    if password is not None and not urlsplit(settings.redis_url).password:
-        kwargs |= {"username": role.value, "password": password}
+    if password is not None and parts.username is None and parts.password is None:
+        kwargs |= {"username": role.value, "password": password}  # credentials in the URL win as given
     return kwargs
 
 
@@ -138,7 +154,6 @@ def connect_sync(
 ) -> redis.Redis:
     """The same rules as :func:`connect`, for synchronous callers (launcher, CLI, tests)."""
     kwargs = _connection_kwargs(settings, role, endpoint) | {"decode_responses": decode_responses}
-    kwargs.pop("health_check_interval")
     url = kwargs.pop("url", None)
     if url is not None:
         return redis.Redis.from_url(url, **kwargs)
@@ -160,18 +175,31 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: on Linux, SIGTERM the server when the process that started it dies,
-    so even a SIGKILLed ``triarb up`` leaves no redis-server behind (prctl PR_SET_PDEATHSIG = 1)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes Linux SIGTERM the server when the thread that started it dies
+    (``prctl(PR_SET_PDEATHSIG)``), so even a SIGKILLed ``triarb up`` leaves no redis-server behind.
+
+    ``prctl`` is looked up here, before the fork: the child must not load libraries between fork and exec.
+    The signal follows the *thread* that forks, so start the server from a thread that outlives it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl: no signal would ever come
+            os._exit(1)
+
+    return arm
 
 
 class EmbeddedRedis:
     """A private redis-server with the repo's ``redis.conf``, data under ``var_dir/redis``.
 
-    It runs in its own session so a terminal's Ctrl-C reaches only ``triarb up``, which then drains the
-    components before stopping the server they write to.
+    It runs in its own session, so a terminal's Ctrl-C reaches only ``triarb up``, which then drains the
+    components before it stops the server they write to (redis-server exits on SIGINT at once).
     """
 
     def __init__(
@@ -189,7 +217,7 @@ class EmbeddedRedis:
     @property
     def endpoint(self) -> RedisEndpoint:
         if self._endpoint is None:
-            raise EmbeddedRedisError("the embedded redis-server is not running")
+            raise EmbeddedRedisError("the embedded redis-server is not running: call start() first")
         return self._endpoint
 
     @property
@@ -203,8 +231,17 @@ class EmbeddedRedis:
         self.stop()
 
     def start(self, timeout_s: float = 10.0) -> RedisEndpoint:
+        """Start the server, set every role user's password, and (by default) write the runtime file."""
+        if self._process is not None:
+            raise EmbeddedRedisError(f"this embedded redis-server already runs (pid {self._process.pid})")
         if self._write_runtime_file:
-            running = read_runtime_file(self.runtime_file)
+            try:
+                running = read_runtime_file(self.runtime_file)
+            except RedisNotConfiguredError as exc:
+                raise EmbeddedRedisError(
+                    f"{self.runtime_file} is unreadable: delete it if no `triarb up` runs from "
+                    f"{self.runtime_file.parent}"
+                ) from exc
             if running is not None:
                 raise EmbeddedRedisError(
                     f"an embedded redis-server (pid {running.pid}, port {running.port}) already runs from "
@@ -212,55 +249,73 @@ class EmbeddedRedis:
                 )
             self.runtime_file.unlink(missing_ok=True)
         passwords = {role: self._settings.password(role) or secrets.token_urlsafe(24) for role in Role}
-        port = self._port if self._port and port_is_free(self._port) else free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        conf = self._settings.redis_conf or repo_redis_conf()
+        port = self._port if self._port and port_is_free(self._port) else free_port()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._spawn(port, passwords, timeout_s)
+                break
+            except EmbeddedRedisError as exc:
+                if "Address already in use" not in str(exc) or attempt == START_ATTEMPTS:
+                    raise
+                port = free_port()
+        try:
+            with self._admin() as admin:
+                for role in ROLE_USERS:
+                    admin.execute_command("ACL", "SETUSER", role.value, "resetpass", f">{passwords[role]}")
+            if self._write_runtime_file:
+                self._save_runtime_file()
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoint
+
+    def _spawn(self, port: int, passwords: Mapping[Role, str], timeout_s: float) -> None:
+        binary = self._settings.redis_server_bin
         log_file = self.data_dir / "redis.log"
         command = [
-            self._settings.redis_server_bin, str(conf), "--port", str(port), "--dir", str(self.data_dir),
-            "--logfile", str(log_file), "--daemonize", "no", "-",
+            binary, str(self._settings.redis_conf or repo_redis_conf()), "--port", str(port),
+            "--dir", str(self.data_dir), "--logfile", str(log_file), "--daemonize", "no", "-",
         ]
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=_die_with_parent(),
             )
         except FileNotFoundError as exc:
             raise EmbeddedRedisError(
-                f"{self._settings.redis_server_bin} not found: install it (`make bootstrap` or "
-                "`apt-get install redis-server`) or set REDIS_URL to use an existing Redis"
+                f"{binary} not found: install it (`make bootstrap` or `apt-get install redis-server`) "
+                "or set REDIS_URL to use an existing Redis"
             ) from exc
+        # The admin user comes on stdin (appended to the config), as a SHA-256: neither argv nor any file
+        # holds its password, and the hex digest needs no quoting whatever the password contains.
+        digest = hashlib.sha256(passwords[Role.ADMIN].encode()).hexdigest()
         assert self._process.stdin is not None
-        # The admin user is the only one with a password in config; it goes through stdin, never argv.
-        self._process.stdin.write(f"user admin on >{passwords[Role.ADMIN]} ~* &* +@all\n".encode())
-        self._process.stdin.close()
-        self._endpoint = RedisEndpoint(HOST, port, passwords, self._process.pid)
+        with contextlib.suppress(BrokenPipeError):  # exited already: _wait_ready reports why
+            self._process.stdin.write(f"user admin on #{digest} ~* &* +@all\n".encode())
+            self._process.stdin.close()
+        self._endpoint = RedisEndpoint(HOST, port, dict(passwords), self._process.pid)
         try:
             self._wait_ready(timeout_s, log_file)
-            with self._admin() as admin:
-                for role in ROLE_USERS:
-                    admin.execute_command("ACL", "SETUSER", role.value, "resetpass", f">{passwords[role]}")
         except BaseException:
             self.stop()
             raise
-        if self._write_runtime_file:
-            self._save_runtime_file()
-        return self._endpoint
 
-    def _admin(self, endpoint: RedisEndpoint | None = None) -> redis.Redis:
+    def _admin(self, endpoint: RedisEndpoint | None = None, timeout_s: float | None = None) -> redis.Redis:
         """An admin client that fails fast: redis-py's default retries with backoff would turn "not up
         yet" and "just shut down" into seconds of waiting."""
         endpoint = endpoint or self.endpoint
         return redis.Redis(
             host=endpoint.host, port=endpoint.port, username=Role.ADMIN.value,
-            password=endpoint.passwords[Role.ADMIN], socket_connect_timeout=5, retry=Retry(NoBackoff(), 0),
+            password=endpoint.passwords[Role.ADMIN], socket_connect_timeout=5, socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def _wait_ready(self, timeout_s: float, log_file: Path) -> None:
-        assert self._process is not None and self._endpoint is not None
+        """Poll PING until it answers, the process exits (reported with its log's tail) or time runs out."""
+        assert self._process is not None
         deadline = time.monotonic() + timeout_s
-        client = self._admin()
-        try:
+        with self._admin() as client:
             while True:
                 if self._process.poll() is not None:
                     tail = log_file.read_text(errors="replace").splitlines()[-5:] if log_file.exists() else []
@@ -268,39 +323,47 @@ class EmbeddedRedis:
                         f"redis-server exited with status {self._process.returncode} at start-up: "
                         + (" | ".join(tail) or f"see {log_file}")
                     )
+                # AuthenticationError is a ConnectionError: another server that won our port says WRONGPASS
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
                         return
                 if time.monotonic() > deadline:
                     raise EmbeddedRedisError(f"redis-server did not answer within {timeout_s}s; see {log_file}")
                 time.sleep(0.02)
-        finally:
-            client.close()
 
     def _save_runtime_file(self) -> None:
+        """Written atomically and private (0600): it holds every password, the admin's included."""
         endpoint = self.endpoint
         data = {
             "host": endpoint.host, "port": endpoint.port, "pid": endpoint.pid, "data_dir": str(self.data_dir),
+            "server": Path(self._settings.redis_server_bin).name,
             "passwords": {role.value: password for role, password in endpoint.passwords.items()},
         }
         self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.runtime_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out)
-        os.replace(tmp, self.runtime_file)
+        fd, tmp = tempfile.mkstemp(dir=self.runtime_file.parent, prefix=".redis.", suffix=".tmp")  # 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out)
+            os.replace(tmp, self.runtime_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SHUTDOWN (the AOF is fsynced), then SIGTERM, then SIGKILL; always reaps. Idempotent."""
         process, self._process = self._process, None
         endpoint, self._endpoint = self._endpoint, None
-        if self._write_runtime_file and process is not None:
-            self.runtime_file.unlink(missing_ok=True)
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if self._write_runtime_file:  # first, so nothing new connects to a stopping server
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                if json.loads(self.runtime_file.read_text())["pid"] == process.pid:  # ours, never another's
+                    self.runtime_file.unlink()
+        if process.poll() is not None:
             return
         if endpoint is not None:
             with contextlib.suppress(redis.RedisError, OSError):
-                with self._admin(endpoint) as admin:
+                with self._admin(endpoint, timeout_s=timeout_s / 2) as admin:
                     admin.shutdown()
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
             if sig is not None:

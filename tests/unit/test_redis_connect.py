@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ def kwargs_of(client: object) -> dict[str, object]:
     return dict(client.connection_pool.connection_kwargs)  # type: ignore[attr-defined]
 
 
-def write_runtime_file(var_dir: Path, pid: int) -> None:
+def write_runtime_file(var_dir: Path, pid: int, server: str = "redis-server") -> None:
     var_dir.mkdir(parents=True, exist_ok=True)
-    data = {"host": "127.0.0.1", "port": 6391, "pid": pid, "passwords": {"producer": "from-file"}}
+    data = {"host": "127.0.0.1", "port": 6391, "pid": pid, "server": server, "passwords": {"producer": "from-file"}}
     (var_dir / RUNTIME_FILE).write_text(json.dumps(data))
 
 
@@ -51,7 +52,7 @@ def test_redis_url_with_credentials_is_used_as_given(tmp_path: Path) -> None:
 
 
 def test_without_url_the_running_embedded_server_is_found_through_its_runtime_file(tmp_path: Path) -> None:
-    write_runtime_file(tmp_path, os.getpid())  # a live pid stands in for the server
+    write_runtime_file(tmp_path, os.getpid(), Path(sys.executable).name)  # this process stands in for the server
     kwargs = kwargs_of(connect(Settings(var_dir=tmp_path), Role.PRODUCER))
     assert (kwargs["port"], kwargs["username"], kwargs["password"]) == (6391, "producer", "from-file")
 
@@ -59,6 +60,12 @@ def test_without_url_the_running_embedded_server_is_found_through_its_runtime_fi
 def test_runtime_file_of_a_dead_server_is_ignored(tmp_path: Path) -> None:
     write_runtime_file(tmp_path, pid=2**22 + 12345)  # above the default pid_max: never a live process
     with pytest.raises(RedisNotConfiguredError, match="set REDIS_URL, or start the stack with `triarb up`"):
+        connect(Settings(var_dir=tmp_path), Role.PRODUCER)
+
+
+def test_runtime_file_whose_pid_now_runs_another_program_is_ignored(tmp_path: Path) -> None:
+    write_runtime_file(tmp_path, os.getpid())  # alive, but this is python, not redis-server (a reused pid)
+    with pytest.raises(RedisNotConfiguredError, match="is stale"):
         connect(Settings(var_dir=tmp_path), Role.PRODUCER)
 
 
