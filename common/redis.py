@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import json
 import logging
 import os
@@ -31,14 +30,13 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from common.acl import AclConfigError, render_acl_file, split_config
 from common.config import Role, Settings
 
 log = logging.getLogger(__name__)
 
 RUNTIME_FILE = "redis.json"
 HOST = "127.0.0.1"
-ROLE_USERS = tuple(role for role in Role if role is not Role.ADMIN)
-"""Users ``redis.conf`` defines without a password; the launcher sets one for each at start-up."""
 START_ATTEMPTS = 3
 """Tries when the chosen port is taken between our check and redis-server's bind (another process won)."""
 
@@ -167,7 +165,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether redis-server could bind ``port`` now. SO_REUSEADDR as redis-server sets it: without it a
+    port whose old connections sit in TIME_WAIT (a server that just restarted) would look taken."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -193,6 +194,26 @@ def _die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return arm
+
+
+def log_tail(log_file: Path, lines: int = 5) -> list[str]:
+    """The last lines of a server log, for error messages (empty if there is none yet)."""
+    try:
+        return log_file.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by the owner only (0600) from the first byte."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class EmbeddedRedis:
@@ -231,7 +252,7 @@ class EmbeddedRedis:
         self.stop()
 
     def start(self, timeout_s: float = 10.0) -> RedisEndpoint:
-        """Start the server, set every role user's password, and (by default) write the runtime file."""
+        """Start the server with every role's password in its ACL file and (by default) write the runtime file."""
         if self._process is not None:
             raise EmbeddedRedisError(f"this embedded redis-server already runs (pid {self._process.pid})")
         if self._write_runtime_file:
@@ -249,20 +270,22 @@ class EmbeddedRedis:
                 )
             self.runtime_file.unlink(missing_ok=True)
         passwords = {role: self._settings.password(role) or secrets.token_urlsafe(24) for role in Role}
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         port = self._port if self._port and port_is_free(self._port) else free_port()
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                self._spawn(port, passwords, timeout_s)
+                self.spawn(port, passwords)
+                self.wait_ready(timeout_s)
                 break
             except EmbeddedRedisError as exc:
+                self.stop()
                 if "Address already in use" not in str(exc) or attempt == START_ATTEMPTS:
                     raise
                 port = free_port()
+            except BaseException:
+                self.stop()
+                raise
         try:
-            with self._admin() as admin:
-                for role in ROLE_USERS:
-                    admin.execute_command("ACL", "SETUSER", role.value, "resetpass", f">{passwords[role]}")
             if self._write_runtime_file:
                 self._save_runtime_file()
         except BaseException:
@@ -270,12 +293,38 @@ class EmbeddedRedis:
             raise
         return self.endpoint
 
-    def _spawn(self, port: int, passwords: Mapping[Role, str], timeout_s: float) -> None:
+    def poll(self) -> int | None:
+        """The server's exit status once it has exited (reaped), else None (running or never started)."""
+        return self._process.poll() if self._process is not None else None
+
+    def respawn(self) -> None:
+        """Start a server again after it died: same port, data dir and passwords, so every client's
+        reconnect loop finds it where it was and logs in as before. Call :meth:`wait_ready` next."""
+        endpoint = self.endpoint
+        if self._process is not None and self._process.poll() is None:
+            raise EmbeddedRedisError(f"the embedded redis-server (pid {self._process.pid}) still runs")
+        self.spawn(endpoint.port, endpoint.passwords)
+        if self._write_runtime_file:
+            self._save_runtime_file()
+
+    def spawn(self, port: int, passwords: Mapping[Role, str]) -> None:
+        """Write the ACL file, then start redis-server on ``port`` without waiting for it.
+
+        Call from a thread that lives as long as the server should (see :func:`_die_with_parent`).
+        """
         binary = self._settings.redis_server_bin
-        log_file = self.data_dir / "redis.log"
+        conf_path = self._settings.redis_conf or repo_redis_conf()
+        try:
+            split = split_config(conf_path.read_text())
+            acl = render_acl_file(split.users, passwords)
+        except OSError as exc:
+            raise EmbeddedRedisError(f"cannot read {conf_path}: {exc.strerror}; set TRIARB_REDIS_CONF") from exc
+        except AclConfigError as exc:
+            raise EmbeddedRedisError(f"{conf_path}: {exc}") from exc
+        _write_private(self.acl_file, acl)
         command = [
-            binary, str(self._settings.redis_conf or repo_redis_conf()), "--port", str(port),
-            "--dir", str(self.data_dir), "--logfile", str(log_file), "--daemonize", "no", "-",
+            binary, "--port", str(port), "--dir", str(self.data_dir), "--logfile", str(self.log_file),
+            "--daemonize", "no", "--aclfile", str(self.acl_file), "-",
         ]
         try:
             self._process = subprocess.Popen(
@@ -287,19 +336,19 @@ class EmbeddedRedis:
                 f"{binary} not found: install it (`make bootstrap` or `apt-get install redis-server`) "
                 "or set REDIS_URL to use an existing Redis"
             ) from exc
-        # The admin user comes on stdin (appended to the config), as a SHA-256: neither argv nor any file
-        # holds its password, and the hex digest needs no quoting whatever the password contains.
-        digest = hashlib.sha256(passwords[Role.ADMIN].encode()).hexdigest()
         assert self._process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):  # exited already: _wait_ready reports why
-            self._process.stdin.write(f"user admin on #{digest} ~* &* +@all\n".encode())
+        with contextlib.suppress(BrokenPipeError):  # exited already: wait_ready reports why
+            self._process.stdin.write(split.server.encode())
             self._process.stdin.close()
         self._endpoint = RedisEndpoint(HOST, port, dict(passwords), self._process.pid)
-        try:
-            self._wait_ready(timeout_s, log_file)
-        except BaseException:
-            self.stop()
-            raise
+
+    @property
+    def acl_file(self) -> Path:
+        return self.data_dir / "users.acl"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "redis.log"
 
     def _admin(self, endpoint: RedisEndpoint | None = None, timeout_s: float | None = None) -> redis.Redis:
         """An admin client that fails fast: redis-py's default retries with backoff would turn "not up
@@ -311,14 +360,18 @@ class EmbeddedRedis:
             retry=Retry(NoBackoff(), 0),
         )
 
-    def _wait_ready(self, timeout_s: float, log_file: Path) -> None:
-        """Poll PING until it answers, the process exits (reported with its log's tail) or time runs out."""
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Poll PING until it answers, the process exits (reported with its log's tail) or time runs out.
+
+        PING as admin succeeds only once the AOF is loaded (LOADING before) and the ACL file is in force.
+        """
         assert self._process is not None
+        log_file = self.log_file
         deadline = time.monotonic() + timeout_s
-        with self._admin() as client:
+        with self._admin(timeout_s=1.0) as client:
             while True:
                 if self._process.poll() is not None:
-                    tail = log_file.read_text(errors="replace").splitlines()[-5:] if log_file.exists() else []
+                    tail = log_tail(log_file)
                     raise EmbeddedRedisError(
                         f"redis-server exited with status {self._process.returncode} at start-up: "
                         + (" | ".join(tail) or f"see {log_file}")
@@ -340,14 +393,7 @@ class EmbeddedRedis:
             "passwords": {role.value: password for role, password in endpoint.passwords.items()},
         }
         self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.runtime_file.parent, prefix=".redis.", suffix=".tmp")  # 0600
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(data, out)
-            os.replace(tmp, self.runtime_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_private(self.runtime_file, json.dumps(data))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SHUTDOWN (the AOF is fsynced), then SIGTERM, then SIGKILL; always reaps. Idempotent."""

@@ -13,6 +13,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from common.acl import DEFAULT_USER_RULES
 from common.config import Role, Settings
 from common.redis import RUNTIME_FILE, EmbeddedRedis, EmbeddedRedisError, connect_sync
 from tests.processes import is_running, redis_servers_in, wait_until
@@ -107,7 +108,7 @@ def test_busy_configured_port_falls_back_to_a_free_one(tmp_path: Path) -> None:
 
 def test_failing_start_reports_the_server_log(tmp_path: Path) -> None:
     bad_conf = tmp_path / "bad.conf"
-    bad_conf.write_text("no-such-directive yes\n")
+    bad_conf.write_text(f"user default {DEFAULT_USER_RULES}\nno-such-directive yes\n")
     with pytest.raises(EmbeddedRedisError, match="exited with status 1 at start-up"):
         EmbeddedRedis(Settings(var_dir=tmp_path, redis_conf=bad_conf), port=0).start()
     assert redis_servers_in((tmp_path / "redis").resolve()) == []
