@@ -45,6 +45,21 @@ BUS_INVALID_SKIPPED = Counter(
 )
 SERVICE_UP = Gauge("triarb_service_up", "1 while a service runs", ["service"])
 
+# --- Redis connection (common.redis_link) ---------------------------------------------------------------
+REDIS_UP = Gauge("triarb_redis_up", "1 while a component's last Redis call succeeded", ["component"])
+REDIS_RECONNECTS = Counter(
+    "triarb_redis_reconnects_total", "Times a component got Redis back after losing it", ["component"]
+)
+REDIS_DISCONNECTED_SECONDS = Counter(
+    "triarb_redis_disconnected_seconds_total", "Time a component spent without Redis (ended outages)", ["component"]
+)
+REDIS_SERVER_RESTARTS = Counter(
+    "triarb_redis_server_restarts_total", "Times `triarb up` restarted its embedded redis-server after it died"
+)
+BUS_CONSUMERS_REMOVED = Counter(
+    "triarb_bus_consumers_removed_total", "Idle consumers without pending entries removed from a group", ["group"]
+)
+
 # --- producers ------------------------------------------------------------------------------------------
 WS_MESSAGES = Counter("triarb_ws_messages_total", "WebSocket frames received", ["venue"])
 WS_RECONNECTS = Counter("triarb_ws_reconnects_total", "WebSocket reconnections", ["venue"])
@@ -63,3 +78,12 @@ DETECT_LATENCY = Histogram(
 
 # --- dashboard ------------------------------------------------------------------------------------------
 SSE_CLIENTS = Gauge("triarb_sse_clients", "Browsers connected to the event stream")
+
+# --- publisher outage ---
+BUS_CONFLATED = Counter(
+    "triarb_bus_conflated_snapshots_total",
+    "Snapshots a publisher replaced with a newer one of the same book while Redis was away", ["stream"],
+)
+BUS_DROPPED = Counter(
+    "triarb_bus_dropped_entries_total", "Entries a publisher dropped unwritten, by reason", ["stream", "reason"]
+)

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import redis
 import redis.asyncio
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from common.acl import AclConfigError, render_acl_file, split_config
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RUNTIME_FILE = "redis.json"
 HOST = "127.0.0.1"
+SOCKET_TIMEOUT_S = 10.0
 START_ATTEMPTS = 3
 """Tries when the chosen port is taken between our check and redis-server's bind (another process won)."""
 
@@ -113,10 +114,14 @@ def resolve_endpoint(settings: Settings) -> RedisEndpoint | None:
 
 
 def _connection_kwargs(settings: Settings, role: Role, endpoint: RedisEndpoint | None) -> dict[str, Any]:
-    # RESP2 pinned: the bus parses RESP2 reply shapes. Keepalive and health checks find dead peers.
+    # RESP2 pinned: the bus parses RESP2 reply shapes. Keepalive and health checks find dead peers; the
+    # socket timeout turns a stalled server into an error (every BLOCK we use is far shorter). One quick
+    # retry on a fresh connection covers a pooled socket that a restart closed; longer outages surface
+    # at once as errors, and each component's own loop (common.redis_link) backs off and carries on.
     kwargs: dict[str, Any] = {
         "client_name": f"triarb-{role.value}", "protocol": 2,
-        "socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 30,
+        "socket_connect_timeout": 5, "socket_timeout": SOCKET_TIMEOUT_S, "socket_keepalive": True,
+        "health_check_interval": 30, "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.25), 1),
     }
     if endpoint is None and not settings.redis_url:
         endpoint = resolve_endpoint(settings)

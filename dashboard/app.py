@@ -18,25 +18,38 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sse_starlette.sse import EventSourceResponse
 
 from common.bus import Publisher, decode_entry, latest
 from common.bus.entries import parse_range_reply, text
 from common.config import Settings
-from common.service import CheckResult, mount_on_fastapi
+from common.redis_link import is_transient
+from common.service import CheckResult, HealthCheck, mount_on_fastapi
 from dashboard.events import event_stream, latest_health
 from schemas import Opportunity, Subject, SymbolControl
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def create_app(settings: Settings, reader: Redis, control: Redis | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, reader: Redis, control: Redis | None = None, redis_check: HealthCheck | None = None
+) -> FastAPI:
+    """``redis_check`` answers ``/healthz`` (a :class:`RedisProbe`'s result; without one, Redis is not checked)."""
     app = FastAPI(title="triarb dashboard", docs_url=None, redoc_url=None)
     names = settings.names
     stopping = asyncio.Event()
     app.state.stopping = stopping
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    mount_on_fastapi(app, "dashboard", {"redis": lambda: CheckResult(True, "serving")})
+    mount_on_fastapi(app, "dashboard", {"redis": redis_check or (lambda: CheckResult(True, "not checked"))})
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+        """Redis away (restarting, unreachable): 503 with the reason, never a 500 with a traceback."""
+        if not is_transient(exc):
+            raise exc
+        return JSONResponse({"detail": f"Redis is unavailable, retry shortly: {type(exc).__name__}"}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

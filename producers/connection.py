@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from common.backoff import backoff_delays
 from producers.capture import CaptureWriter
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,6 @@ class LinkSettings:
     open_timeout_s: float = 10.0
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 30.0
-
-
-def backoff_delays(base_s: float, cap_s: float, rng: random.Random | None = None) -> Iterator[float]:
-    """Exponential backoff with full jitter: the n-th delay is uniform in [base/2, min(cap, base·2ⁿ)]."""
-    rng = rng or random.Random()
-    attempt = 0
-    while True:
-        ceiling = min(cap_s, base_s * 2**attempt)
-        yield rng.uniform(min(base_s / 2, ceiling), ceiling)
-        attempt += 1
 
 
 def is_retryable(exc: Exception) -> bool:

@@ -33,15 +33,16 @@ class DemoVenue:
         await self.server.stop()
 
 
-async def start_demo_venue(venue: Venue, demo_dir: Path = DEMO_DIR) -> DemoVenue:
+async def start_demo_venue(venue: Venue, demo_dir: Path = DEMO_DIR, *, host: str = "127.0.0.1",
+                           port: int = 0) -> DemoVenue:
     session = demo_dir / f"{venue.value}-demo.ndjson"
     if session.is_file():
         replay = ReplayVenue(session, speed=1.0, loop=True)
-        url = await replay.start()
+        url = await replay.start(host, port)
         return DemoVenue(venue, url, replay.book_symbols(), replay.depth or 10, replay)
     markets = [Market(symbol, mid, price_decimals, size_decimals)
                for symbol, mid, price_decimals, size_decimals in RANDOM_WALK_MARKETS[venue]]
     seed = 1 if venue is Venue.COINBASE else 2  # two venues, two different random walks
     fake = FakeVenue(venue, markets, seed=seed, tick_interval_s=0.05, heartbeat_interval_s=1.0)
-    url = await fake.start()
+    url = await fake.start(host, port)
     return DemoVenue(venue, url, [m.symbol for m in markets], 10, fake)

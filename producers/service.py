@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from common import metrics
 from common.bus import FanoutReader, Publisher, decode_entry, latest
 from common.config import ProducerSettings, VenueSettings
+from common.redis_link import RedisLink, is_transient
 from producers.capture import CaptureWriter
 from producers.connection import Link, LinkSettings, LinkState
 from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
@@ -29,6 +30,9 @@ from schemas.health import Channel, FeedStatus
 from schemas.streams import StreamNames, Subject
 
 log = logging.getLogger(__name__)
+
+CONTROL_STARTUP_TIMEOUT_S = 3.0
+"""How long start-up waits for the control stream before subscribing with the configured symbols."""
 
 
 def subscribe_messages(venue: Venue, symbols: list[str], depth: int) -> list[str]:
@@ -83,6 +87,7 @@ class VenueProducer:
         self._book_seq: dict[str, int] = {}
         self._totals = {"errors": 0, "gaps": 0, "checksum_failures": 0}
         self._health_due = asyncio.Event()
+        self.control_link = RedisLink(f"producer-{venue.value}-control")
         self._rest_active = asyncio.Event()
         self.rest = RestPoller(
             venue, venue_settings.rest_url or DEFAULT_REST_URLS[venue], self._publisher.publish,
@@ -94,17 +99,24 @@ class VenueProducer:
         return VenueFeed(self.venue, depth=depth, top_n=self._settings.snapshot_levels)
 
     async def run(self, stop: asyncio.Event) -> None:
+        control_position: str | None = None
         if self._control_redis is not None:
-            current = await latest(self._control_redis, self._names, Subject.CONTROL)
-            if current is not None:
-                assert isinstance(current.model, SymbolControl)
-                self.symbols = current.model.for_venue(self.venue.value) or self.symbols
+            # The symbol set in force, before the first subscription; if Redis is away the configured set
+            # goes first and the control follower applies the latest entry once Redis is back.
+            try:
+                async with asyncio.timeout(CONTROL_STARTUP_TIMEOUT_S):
+                    control_position = await self._load_control()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("control stream unreachable at start, using the configured symbols: %s", exc,
+                            extra={"venue": self.venue.value})
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.link.run(stop))
             tasks.create_task(self._publish_health(stop))
             tasks.create_task(self.rest.run(lambda: self.symbols, self._rest_active, stop))
             if self._control_redis is not None:
-                tasks.create_task(self._follow_control(stop))
+                tasks.create_task(self._follow_control(stop, control_position))
 
     # --- socket callbacks ---------------------------------------------------------------------------
 
@@ -222,9 +234,36 @@ class VenueProducer:
 
     # --- hot symbol reload --------------------------------------------------------------------------
 
-    async def _follow_control(self, stop: asyncio.Event) -> None:
+    async def _load_control(self) -> str:
+        """Take the latest control entry's symbols for this venue; returns the position to follow from."""
         assert self._control_redis is not None
-        reader = FanoutReader.for_subjects(self._control_redis, self._names, [Subject.CONTROL], block_ms=250)
+        current = await latest(self._control_redis, self._names, Subject.CONTROL)
+        if current is None:
+            return "0-0"
+        assert isinstance(current.model, SymbolControl)
+        wanted = current.model.for_venue(self.venue.value) or self.symbols
+        if self.link.connections:
+            await self.apply_symbols(wanted)
+        else:
+            self.symbols = list(wanted)
+        return current.id
+
+    async def _follow_control(self, stop: asyncio.Event, position: str | None) -> None:
+        """Apply every control entry after ``position`` (loading the latest first when there is none yet),
+        riding out Redis outages with the control link's backoff."""
+        assert self._control_redis is not None
+        while position is None and not stop.is_set():
+            try:
+                position = await self._load_control()
+                self.control_link.ok()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await self.control_link.pause(exc, stop)
+        if position is None:
+            return
+        stream = self._names.stream(Subject.CONTROL)
+        reader = FanoutReader(self._control_redis, {stream: position}, block_ms=250, link=self.control_link)
         async for entry in reader.follow(stop):
             delivery = decode_entry(self._names, entry)
             if delivery is not None:

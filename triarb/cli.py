@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.bus import FanoutReader, Publisher, latest
+from common.bus.group import GroupInUseError
 from common.config import Role, Settings, VenueSettings
 from common.logging import configure_logging
 from common.redis import (
@@ -26,19 +27,29 @@ from common.redis import (
     connect,
     resolve_endpoint,
 )
+from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
-from consumers.persistence import PersistenceWriter
+from consumers.persistence import GROUP as PERSISTENCE_GROUP
+from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureFormatError
+from producers.demo import start_demo_venue
 from producers.feed import Venue
 from producers.replay import check_capture
 from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
 from schemas import Subject, SymbolControl
 from schemas.control import ALL_VENUES
-from triarb.stack import capture_writer, detector_markets, install_stop_signals, producer_check, run_stack
+from triarb.stack import (
+    StackError,
+    capture_writer,
+    detector_markets,
+    install_stop_signals,
+    producer_check,
+    run_stack,
+)
 from triarb.tail import format_entry
 
 
@@ -72,10 +83,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
         def announce_dashboard(port: int) -> None:
             print(f"  dashboard: http://{settings.dashboard_host}:{port}", flush=True)
 
-        await run_stack(settings, stop, endpoint=endpoint, demo=args.demo, on_ready=announce,
-                        on_dashboard=announce_dashboard)
+        try:
+            await run_stack(settings, stop, endpoint=endpoint, demo=args.demo, on_ready=announce,
+                            on_dashboard=announce_dashboard, embedded=embedded)
+        except StackError as exc:
+            raise CommandError(str(exc)) from exc
 
     if settings.redis_url:
+        embedded = None
         run_async(serve(None))
         return
     embedded = EmbeddedRedis(settings)
@@ -253,15 +268,40 @@ def cmd_producer(args: argparse.Namespace, settings: Settings) -> None:
                 producer = VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
                                          control_redis=redis, capture=capture_writer(settings, venue))
                 service.add_check(venue.value, producer_check(producer))
+                probe = RedisProbe()
+                service.add_check("redis", probe.result)
                 await service.start()
                 print(f"producer {venue.value}: {venue_settings.url} {', '.join(venue_settings.symbols)}; "
                       f"/healthz on port {service.port}", flush=True)
-                await producer.run(stop)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(probe.watch(redis, stop))
+                    tasks.create_task(producer.run(stop))
         finally:
             await service.stop()
             await redis.aclose()
 
     run_async(produce())
+
+
+def cmd_demo_venue(args: argparse.Namespace, settings: Settings) -> None:
+    """Serve one demo venue on its own, for a producer in another process (compose, the chaos suite)."""
+    venue = Venue(args.venue)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        try:
+            served = await start_demo_venue(venue, host=args.host, port=args.port)
+        except OSError as exc:
+            raise CommandError(f"cannot serve the demo venue on {args.host}:{args.port}: {exc.strerror}") from exc
+        try:
+            print(f"demo venue {venue.value}: {served.url} serving {', '.join(served.symbols)} "
+                  f"(triarb producer {venue.value} --venue-url {served.url})", flush=True)
+            await stop.wait()
+        finally:
+            await served.stop()
+
+    run_async(serve())
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
@@ -292,9 +332,13 @@ def cmd_detector(args: argparse.Namespace, settings: Settings) -> None:
                 workers = args.workers or settings.detector.workers
                 async with ServiceEndpoint("detector", settings.service_host, settings.service_port) as endpoint:
                     endpoint.add_check("triangles", lambda: CheckResult(triangles > 0, f"{triangles} triangles"))
+                    probe = RedisProbe()
+                    endpoint.add_check("redis", probe.result)
                     print(f"detector: {triangles} triangles, {workers} worker(s); /healthz on port {endpoint.port}",
                           flush=True)
-                    await run_workers(service, workers, stop)
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(probe.watch(redis, stop))
+                        tasks.create_task(run_workers(service, workers, stop))
         finally:
             await redis.aclose()
 
@@ -307,15 +351,30 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> None:
     async def persist() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
+        lock = ArchiveLock(directory)
+        try:
+            if not await lock.acquire(stop, wait=args.standby):
+                return
+        except ArchiveLockedError as exc:
+            raise CommandError(str(exc)) from exc
         redis = connect(settings, Role.PERSISTENCE)
-        writer = PersistenceWriter(settings, redis, directory, gzip_rotated=args.gzip)
+        writer = PersistenceWriter(settings, redis, directory, gzip_rotated=args.gzip, group=args.group)
+        consumer = writer.consumer()
+        probe = RedisProbe()
         try:
             async with ServiceEndpoint("persistence", settings.service_host, settings.service_port) as endpoint:
+                endpoint.add_check("redis", probe.result)
                 endpoint.add_check("files", lambda: CheckResult(True, f"{writer.written} entries written"))
-                print(f"persistence: writing NDJSON under {directory}; /healthz on port {endpoint.port}", flush=True)
-                await writer.consumer().run(stop)
+                print(f"persistence: writing NDJSON under {directory} (group {args.group}); "
+                      f"/healthz on port {endpoint.port}", flush=True)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(probe.watch(redis, stop))
+                    tasks.create_task(consumer.run(stop))
+        except* GroupInUseError as refused:
+            raise CommandError(str(refused.exceptions[0])) from None
         finally:
             writer.close()
+            lock.release()
             await redis.aclose()
 
     run_async(persist())
@@ -397,10 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
     persist = commands.add_parser("persist", help="persistence worker: every stream entry to NDJSON, exactly once")
     persist.add_argument("--dir", type=Path, help="data directory (default: var/data)")
     persist.add_argument("--gzip", action="store_true", help="gzip files when they rotate")
+    persist.add_argument("--group", default=PERSISTENCE_GROUP,
+                         help=f"consumer group of this archive (default {PERSISTENCE_GROUP}; one per directory)")
+    persist.add_argument("--standby", action="store_true",
+                         help="if another worker holds the directory, wait and take over when it stops")
     persist.set_defaults(run=cmd_persist)
 
     dashboard = commands.add_parser("dashboard", help="serve the live dashboard (page, SSE, JSON API)")
     dashboard.set_defaults(run=cmd_dashboard)
+
+    demo_venue = commands.add_parser("demo-venue", help="serve a local demo venue (the bundled replay) for a producer")
+    demo_venue.add_argument("venue", choices=[v.value for v in Venue])
+    demo_venue.add_argument("--host", default="127.0.0.1")
+    demo_venue.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
+    demo_venue.set_defaults(run=cmd_demo_venue)
 
     backtest = commands.add_parser("backtest", help="captures → books → detector → paper broker, offline (no Redis)")
     backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")

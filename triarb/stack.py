@@ -2,26 +2,30 @@
 
 Order matters on the way down: components stop reading and drain first, publishers flush, the HTTP
 endpoint closes, and only then does the caller stop the embedded Redis they were all writing to.
+While it runs, :func:`supervise_embedded` restarts the embedded redis-server whenever it dies (same port,
+data dir and passwords), and every component rides out the gap with its own reconnect loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
+from common import metrics
+from common.backoff import backoff_delays
 from common.bus import Publisher
 from common.config import Role, Settings, VenueSettings
 from common.markets import cache_path, load_markets
-from common.redis import RedisEndpoint, connect
+from common.redis import EmbeddedRedis, EmbeddedRedisError, RedisEndpoint, connect, log_tail
+from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
 from consumers.detector.graph import Market, tradable_markets
 from consumers.detector.service import DetectorService, run_workers
-from consumers.persistence import PersistenceWriter
+from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureWriter
 from producers.demo import DemoVenue, start_demo_venue
@@ -54,17 +58,39 @@ async def run_stack(
     demo: bool = False,
     on_ready: Callable[[ServiceEndpoint], None] | None = None,
     on_dashboard: Callable[[int], None] | None = None,
+    embedded: EmbeddedRedis | None = None,
 ) -> None:
-    """Run until ``stop`` is set: both venue producers (against local demo venues with ``demo``) and the
-    health endpoint. Components of later issues (detector, persistence, dashboard) join here."""
+    """Run until ``stop`` is set: both venue producers (against local demo venues with ``demo``), the
+    detector, persistence, the dashboard and the health endpoint; ``embedded`` is kept alive."""
+    archive = settings.var_dir / "data"
+    lock = ArchiveLock(archive)
+    try:
+        await lock.acquire(stop, wait=False)
+    except ArchiveLockedError as exc:
+        raise StackError(str(exc)) from exc
+    try:
+        await _run_components(settings, stop, endpoint, demo, on_ready, on_dashboard, embedded, archive)
+    finally:
+        lock.release()
+
+
+class StackError(RuntimeError):
+    """The stack cannot start for a reason the user can fix; the message says what."""
+
+
+async def _run_components(
+    settings: Settings, stop: asyncio.Event, endpoint: RedisEndpoint | None, demo: bool,
+    on_ready: Callable[[ServiceEndpoint], None] | None, on_dashboard: Callable[[int], None] | None,
+    embedded: EmbeddedRedis | None, archive: Path,
+) -> None:
     producer_redis = connect(settings, Role.PRODUCER, endpoint=endpoint)
     detector_redis = connect(settings, Role.DETECTOR, endpoint=endpoint)
     persistence_redis = connect(settings, Role.PERSISTENCE, endpoint=endpoint)
     control_redis = connect(settings, Role.CONTROL, endpoint=endpoint)
-    writer = PersistenceWriter(settings, persistence_redis, settings.var_dir / "data")
+    writer = PersistenceWriter(settings, persistence_redis, archive)
     monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
     service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
-    redis_ok = RedisCheck()
+    redis_ok = RedisProbe()
     service.add_check("redis", redis_ok.result)
     demo_venues: list[DemoVenue] = []
     try:
@@ -91,6 +117,8 @@ async def run_stack(
             if on_ready is not None:
                 on_ready(service)
             async with asyncio.TaskGroup() as group:
+                if embedded is not None:
+                    group.create_task(supervise_embedded(embedded, stop))
                 group.create_task(redis_ok.watch(monitor_redis, stop))
                 for producer in producers:
                     group.create_task(producer.run(stop))
@@ -137,26 +165,32 @@ def producer_check(producer: VenueProducer) -> Callable[[], CheckResult]:
     return check
 
 
-class RedisCheck:
-    """``/healthz`` check: Redis answered a PING within the last few seconds."""
-
-    def __init__(self) -> None:
-        self._ok = False
-        self._detail = "not checked yet"
-
-    def result(self) -> CheckResult:
-        return CheckResult(ok=self._ok, detail=self._detail)
-
-    async def watch(self, redis: Redis, stop: asyncio.Event, interval_s: float = 2.0) -> None:
+async def supervise_embedded(embedded: EmbeddedRedis, stop: asyncio.Event, *, poll_s: float = 0.1) -> None:
+    """Restart the embedded redis-server whenever it exits (kill -9, an operator's SHUTDOWN, the OOM
+    killer) until ``stop``: same port, data dir and passwords, so clients reconnect without being told.
+    The AOF brings back what it promised (everything but the last second at worst)."""
+    while not stop.is_set():
+        await _wait(stop, poll_s)
+        status = embedded.poll()
+        if status is None or stop.is_set():
+            continue
+        port = embedded.endpoint.port
+        log.error("embedded redis-server exited with status %s; restarting it on port %d", status, port,
+                  extra={"log_tail": log_tail(embedded.log_file)})
+        metrics.REDIS_SERVER_RESTARTS.inc()
+        delays = backoff_delays(0.1, 2.0)
         while not stop.is_set():
             try:
-                async with asyncio.timeout(interval_s):
-                    await redis.ping()
-                self._ok, self._detail = True, "PING ok"
-            except (RedisError, OSError, TimeoutError) as exc:
-                self._ok, self._detail = False, f"PING failed: {exc!r}"
-            try:
-                async with asyncio.timeout(interval_s):
-                    await stop.wait()
-            except TimeoutError:
-                pass
+                embedded.respawn()  # in the loop's thread: the server's PDEATHSIG follows this thread
+                await asyncio.to_thread(embedded.wait_ready, 10.0)
+                log.info("embedded redis-server is back on port %d", port)
+                break
+            except EmbeddedRedisError as exc:
+                log.error("restarting redis-server failed, trying again: %s", exc)
+                await _wait(stop, next(delays))
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -3,7 +3,8 @@
 Used where each instance needs the whole stream rather than a share of it: the dashboard (its positions
 are the SSE event ids a browser resumes from), producers following the control stream, ``triarb tail``.
 It never writes, so it works with the read-only ``dashboard`` ACL user; an undecodable entry is counted,
-logged and skipped (a reader cannot dead-letter).
+logged and skipped (a reader cannot dead-letter). ``follow`` rides out Redis faults: it backs off and reads
+on from the positions it holds, so a restart neither repeats nor skips an entry that Redis still has.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 from common import metrics
 from common.bus.entries import Delivery, StreamEntry, parse_range_reply, parse_stream_reply, text
+from common.redis_link import RedisLink, is_transient
 from schemas.codec import CodecError, decode
 from schemas.streams import StreamNames, Subject
 
@@ -36,6 +38,7 @@ class FanoutReader:
         *,
         count: int = 256,
         block_ms: int = 500,
+        link: RedisLink | None = None,
     ) -> None:
         if not positions:
             raise ValueError("FanoutReader needs at least one stream")
@@ -43,12 +46,15 @@ class FanoutReader:
         self.positions: dict[str, str] = dict(positions)
         self._count = count
         self._block_ms = block_ms
+        self.link = link or RedisLink("fanout")
 
     @classmethod
     def for_subjects(
-        cls, redis: Redis, names: StreamNames, subjects: Sequence[Subject], start: str = NEW_ONLY, **kwargs: int
+        cls, redis: Redis, names: StreamNames, subjects: Sequence[Subject], start: str = NEW_ONLY, *,
+        count: int = 256, block_ms: int = 500, link: RedisLink | None = None,
     ) -> FanoutReader:
-        return cls(redis, {names.stream(subject): start for subject in subjects}, **kwargs)
+        return cls(redis, {names.stream(subject): start for subject in subjects}, count=count, block_ms=block_ms,
+                   link=link)
 
     async def resolve_new_only(self) -> None:
         """Pin ``"$"`` positions to the current last id, so entries added between reads are not missed.
@@ -79,9 +85,18 @@ class FanoutReader:
         return entries
 
     async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[StreamEntry]:
-        """Yield entries as they arrive until ``stop`` is set (checked at least every ``block_ms``)."""
+        """Yield entries as they arrive until ``stop`` is set (checked at least every ``block_ms``);
+        transient Redis faults are waited out with backoff."""
         while stop is None or not stop.is_set():
-            for entry in await self.read():
+            try:
+                entries = await self.read()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await self.link.pause(exc, stop)
+                continue
+            self.link.ok()
+            for entry in entries:
                 yield entry
 
 

@@ -5,11 +5,22 @@ XREADGROUP of the next one. Entries are acknowledged only after the handler retu
 dies mid-batch leaves them pending; another worker's periodic XAUTOCLAIM takes them over once they have
 been idle ``claim_idle_ms``. An entry that cannot be decoded is dead-lettered at once; one whose handler
 keeps failing is retried (via reclaim) and dead-lettered after ``max_deliveries``.
+
+Redis faults are weather: a lost connection, a server loading its AOF or refusing credentials while it
+restarts makes the worker back off (capped, jittered) and carry on from the group's position, first
+re-reading its own pending entries (``XREADGROUP ... 0``) so nothing it was handling waits for a reclaim.
+Acknowledgements that did not reach Redis are kept and sent again (XACK is idempotent).
+
+``ordered=True`` is for a single writer that must see every entry in stream order (persistence): it runs
+under a stable name, so after a crash its own pending entries come back to it first and in order; it
+refuses to share its group with another reader; a failing handler is retried on the same entries (never
+skipped past) until it succeeds or the worker is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -17,6 +28,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -24,8 +36,10 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from common import metrics
+from common.backoff import backoff_delays
 from common.bus.entries import Delivery, StreamEntry, parse_range_reply, parse_stream_reply, text
 from common.config import BusSettings
+from common.redis_link import RedisLink, is_transient
 from schemas.codec import CodecError, decode
 from schemas.streams import StreamNames, Subject
 
@@ -35,6 +49,16 @@ Handler = Callable[[list[Delivery]], Awaitable[None]]
 """Processes a batch; returning means its effects are durable and the batch may be acknowledged."""
 
 DEADLETTER_MAXLEN = 10_000
+IDLE_CONSUMER_FACTOR = 4
+"""A consumer idle this many ``claim_idle_ms`` with nothing pending is gone for good: removed from the group."""
+
+
+class GroupInUseError(RuntimeError):
+    """An ordered worker found another reader in its group (see :meth:`GroupConsumer.check_sole_reader`)."""
+
+
+class HandlerFailed(Exception):
+    """An ordered consumer's handler raised: the same entries are retried after a pause."""
 
 
 def consumer_name() -> str:
@@ -57,6 +81,8 @@ class GroupConsumer:
         name: str | None = None,
         start_id: str = "$",
         deadletter_maxlen: int = DEADLETTER_MAXLEN,
+        ordered: bool = False,
+        link: RedisLink | None = None,
     ) -> None:
         self._redis = redis
         self._names = names
@@ -70,6 +96,12 @@ class GroupConsumer:
         self._to_ack: dict[str, list[str]] = {}
         self._claim_cursor = dict.fromkeys(self._streams, "0-0")
         self._next_claim_at = 0.0
+        self._ordered = ordered
+        self.link = link or RedisLink(f"group-{group}")
+        self._pending_cursor: dict[str, str] = {}
+        """Per stream, where the re-read of our own pending entries stands; empty once done. Restarted from
+        "0" at start and after every fault, so what we were handling is redone before anything new."""
+        self._restart_pending()
 
     async def ensure_groups(self) -> None:
         """Create the group on every stream (and the stream itself); an existing group is fine."""
@@ -85,20 +117,88 @@ class GroupConsumer:
 
         ``burst=True`` drains what is there now (new and reclaimable entries) and returns: tests and
         one-shot jobs need no sleeps. Either way the batch in hand is finished and acknowledged.
+        Transient Redis faults never end it: it backs off and resumes from the group's position.
         """
         stop = stop or asyncio.Event()
-        await self.ensure_groups()
+        handler_delays = backoff_delays(0.1, 5.0)
         try:
             while not stop.is_set():
-                if await self.reclaim():
-                    continue
-                batch = await self._ack_and_read(block=not burst)
+                try:
+                    await self._work(stop, burst=burst)
+                    return
+                except HandlerFailed as exc:
+                    self._restart_pending()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(next(handler_delays)):
+                            await stop.wait()
+                    log.warning("retrying the same entries in order", extra={"group": self.group,
+                                                                             "error": str(exc.__cause__)})
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._restart_pending()
+                    await self.link.pause(exc, stop)
+        finally:
+            with contextlib.suppress(Exception):  # best effort: unacked entries are redelivered anyway
+                await self._flush_acks()
+
+    async def _work(self, stop: asyncio.Event, *, burst: bool) -> None:
+        await self.ensure_groups()
+        if self._ordered and self._pending_cursor:
+            await self.check_sole_reader()
+        self.link.ok()
+        while not stop.is_set():
+            if self._pending_cursor:
+                batch = await self._ack_and_read(block=False, positions=self._pending_cursor)
+                last = {entry.stream: entry.id for entry in batch}
+                self._pending_cursor = {stream: last[stream] for stream in self._pending_cursor if stream in last}
                 if batch:
                     await self._process(batch)
-                elif burst and not await self.reclaim(force=True):
-                    return
-        finally:
-            await self._flush_acks()
+                continue
+            if not self._ordered and await self.reclaim():
+                continue
+            batch = await self._ack_and_read(block=not burst)
+            if batch:
+                await self._process(batch)
+            elif burst and (self._ordered or not await self.reclaim(force=True)):
+                return
+
+    async def check_sole_reader(self) -> None:
+        """An ordered worker must be its group's only reader (under a name that survives its restarts, so
+        its own pending entries come back to it in order). Another consumer that holds entries or read
+        recently means two archives share a group: refuse, since either would miss what the other got.
+        Consumers that are gone (idle, nothing pending) are removed."""
+        foreign_idle_ms = IDLE_CONSUMER_FACTOR * max(self._bus.claim_idle_ms, 1000)
+        for stream in self._streams:
+            for info in await self._redis.xinfo_consumers(stream, self.group):
+                name, pending, idle = text(info["name"]), int(info["pending"]), int(info["idle"])
+                if name == self.name:
+                    continue
+                if pending or idle < foreign_idle_ms:
+                    raise GroupInUseError(
+                        f"consumer group {self.group!r} on {stream} is also read by {name!r} ({pending} pending, "
+                        f"idle {idle / 1000:.0f}s): give this worker its own group, or remove that consumer "
+                        f"(XGROUP DELCONSUMER {stream} {self.group} {name}) if it is gone for good"
+                    )
+        await self.remove_idle_consumers(min_idle_ms=0)
+
+    async def remove_idle_consumers(self, min_idle_ms: int | None = None) -> int:
+        """XGROUP DELCONSUMER every other consumer with nothing pending that has been idle ``min_idle_ms``
+        (default ``IDLE_CONSUMER_FACTOR × claim_idle_ms``): dead workers must not pile up in the group. A
+        live worker removed by mistake loses nothing: its next XREADGROUP re-creates it."""
+        if min_idle_ms is None:
+            min_idle_ms = IDLE_CONSUMER_FACTOR * max(self._bus.claim_idle_ms, 1000)
+        removed = 0
+        for stream in self._streams:
+            for info in await self._redis.xinfo_consumers(stream, self.group):
+                name = text(info["name"])
+                if name != self.name and int(info["pending"]) == 0 and int(info["idle"]) >= min_idle_ms:
+                    await self._redis.xgroup_delconsumer(stream, self.group, name)
+                    removed += 1
+        if removed:
+            metrics.BUS_CONSUMERS_REMOVED.labels(group=self.group).inc(removed)
+            log.info("removed idle consumers", extra={"group": self.group, "count": removed})
+        return removed
 
     async def reclaim(self, *, force: bool = False) -> int:
         """XAUTOCLAIM entries idle for ``claim_idle_ms`` (from any consumer, us included) and process them.
@@ -134,6 +234,8 @@ class GroupConsumer:
             retry = [e for e in entries if deliveries.get(e.id, 0) <= self._bus.max_deliveries]
             if retry:
                 await self._process(retry, deliveries)
+        if not taken:
+            await self.remove_idle_consumers()
         return taken
 
     async def _update_lag(self) -> None:
@@ -148,15 +250,22 @@ class GroupConsumer:
         )
         return {text(row["message_id"]): int(row["times_delivered"]) for row in rows}
 
-    async def _ack_and_read(self, *, block: bool) -> list[StreamEntry]:
+    def _restart_pending(self) -> None:
+        self._pending_cursor = dict.fromkeys(self._streams, "0")
+
+    async def _ack_and_read(self, *, block: bool, positions: dict[str, str] | None = None) -> list[StreamEntry]:
+        """Acknowledge what was handled and read the next batch, in one round trip: new entries, or with
+        ``positions`` this consumer's own pending entries (delivered, not acknowledged) past those ids."""
         pipe = self._redis.pipeline(transaction=False)
         acked = self._queue_acks(pipe)
+        streams: dict[Any, Any] = dict(positions) if positions else dict.fromkeys(self._streams, ">")
         pipe.xreadgroup(
-            self.group, self.name, dict.fromkeys(self._streams, ">"),
-            count=self._bus.read_count, block=self._bus.read_block_ms if block else None,
+            self.group, self.name, streams,
+            count=self._bus.read_count, block=self._bus.read_block_ms if block and not positions else None,
         )
         replies = await pipe.execute()
-        self._count_acks(acked)
+        self._acks_sent(acked)
+        self.link.ok()
         return parse_stream_reply(replies[-1])
 
     async def _process(self, entries: list[StreamEntry], deliveries: dict[str, int] | None = None) -> None:
@@ -176,7 +285,13 @@ class GroupConsumer:
             await self._handler(batch)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # a Redis fault inside the handler: back off, then redo our pending entries
+            if self._ordered:
+                metrics.BUS_HANDLER_ERRORS.labels(stream=batch[0].stream, group=self.group).inc(len(batch))
+                log.exception("handler failed; retrying the same entries", extra={"group": self.group})
+                raise HandlerFailed(str(exc)) from exc
             # Left pending on purpose: reclaim retries it after claim_idle_ms, then dead-letters it.
             metrics.BUS_HANDLER_ERRORS.labels(stream=batch[0].stream, group=self.group).inc(len(batch))
             log.exception("handler failed; batch stays pending for retry", extra={"group": self.group,
@@ -209,15 +324,16 @@ class GroupConsumer:
         log.warning("dead-lettered entry", extra={"stream": entry.stream, "id": entry.id, "reason": reason})
 
     def _queue_acks(self, pipe: Pipeline) -> dict[str, int]:
+        """Queue XACKs of everything handled; they stay in ``_to_ack`` until Redis has them."""
         acked = {stream: len(ids) for stream, ids in self._to_ack.items() if ids}
         for stream, ids in self._to_ack.items():
             if ids:
                 pipe.xack(stream, self.group, *ids)
-        self._to_ack = {}
         return acked
 
-    def _count_acks(self, acked: dict[str, int]) -> None:
+    def _acks_sent(self, acked: dict[str, int]) -> None:
         for stream, count in acked.items():
+            del self._to_ack[stream][:count]
             metrics.BUS_ACKED.labels(stream=stream, group=self.group).inc(count)
 
     async def _flush_acks(self) -> None:
@@ -226,4 +342,4 @@ class GroupConsumer:
         pipe = self._redis.pipeline(transaction=False)
         acked = self._queue_acks(pipe)
         await pipe.execute()
-        self._count_acks(acked)
+        self._acks_sent(acked)

@@ -36,7 +36,7 @@ def persist_process(redis_server: RedisEndpoint, directory: Path, tmp_path: Path
             "TRIARB_BUS__CLAIM_IDLE_MS": "200", "TRIARB_BUS__CLAIM_INTERVAL_MS": "100", "TRIARB_VAR_DIR": str(tmp_path),
             "TRIARB_SERVICE_PORT": "0"}
     return subprocess.Popen([sys.executable, "-m", "triarb.cli", "persist", "--dir", str(directory)], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=(tmp_path / "persist.log").open("a"), text=True)
 
 
 async def test_killed_and_restarted_worker_writes_every_entry_exactly_once(
@@ -73,7 +73,7 @@ def admin_pending_zero(settings: Settings) -> bool:
 
 
 async def test_redelivered_entries_are_skipped_and_files_rotate(
-    connect_as: Callable[..., Redis], settings: Settings, tmp_path: Path
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings, tmp_path: Path
 ) -> None:
     async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
         for seq in range(200):
@@ -91,3 +91,38 @@ async def test_redelivered_entries_are_skipped_and_files_rotate(
     assert len(ids) == len(set(ids)) == 200
     files = RotatingFile(tmp_path / "md.trade", "md.trade", max_bytes=1, max_age_s=1, gzip_rotated=False).files()
     assert len(files) > 1  # 4 KiB files: rotated
+
+
+async def test_an_entry_left_pending_by_a_killed_writer_is_written_after_restart(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings, tmp_path: Path
+) -> None:
+    async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
+        for seq in range(10):
+            await pub.publish(samples.health(ts=samples.T0_MS + seq))
+    redis = connect_as(Role.PERSISTENCE)
+    crashed = PersistenceWriter(settings, redis, tmp_path)
+    name = crashed.consumer().name
+    await crashed.consumer().ensure_groups()
+    # the crash: entries delivered to this archive's consumer, the last one never written nor acknowledged
+    delivered = await redis.xreadgroup("persistence", name, {"md.health": ">"}, count=10)
+    await redis.xack("md.health", "persistence", *[entry_id for entry_id, _ in delivered[0][1][:9]])
+
+    restarted = PersistenceWriter(settings, redis, tmp_path)
+    await restarted.consumer().run(burst=True)
+    restarted.close()
+
+    assert persisted_ids(tmp_path, "md.health") == [delivered[0][1][9][0].decode()]
+
+
+async def test_a_second_reader_in_the_archive_group_is_refused(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings, tmp_path: Path
+) -> None:
+    from common.bus.group import GroupInUseError
+
+    redis = connect_as(Role.PERSISTENCE)
+    await PersistenceWriter(settings, redis, tmp_path / "a").consumer().run(burst=True)
+    other = PersistenceWriter(settings, redis, tmp_path / "b")  # another archive, same group: would get half
+    with pytest.raises(GroupInUseError, match="give this worker its own group"):
+        await other.consumer().run(burst=True)
+    own_group = PersistenceWriter(settings, redis, tmp_path / "b", group="persistence-b")
+    await own_group.consumer().run(burst=True)  # its own group: fine

@@ -9,7 +9,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError, InvalidStatus, InvalidURI
 from websockets.http11 import Response
 
-from producers.connection import backoff_delays, is_retryable
+from common.backoff import backoff_delays
+from producers.connection import is_retryable
 
 
 def status(code: int) -> InvalidStatus:
