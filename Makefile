@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps browser-deps demo test lint typecheck pytest bench bench-bus bench-books bench-detector demo-session tail clean
+.PHONY: help bootstrap system-deps browser-deps demo test chaos lint typecheck pytest bench bench-bus bench-books bench-detector demo-session tail clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,9 +52,12 @@ typecheck: bootstrap  ## mypy --strict on the contracts and shared runtime
 	$(BIN)/mypy
 
 pytest: bootstrap browser-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
 
-test: lint typecheck pytest  ## the whole suite: lint, types, unit and integration tests
+test: lint typecheck pytest  ## the whole suite: lint, types, unit, integration and the fast fault tests
+
+chaos: bootstrap  ## every fault (Redis kill/SHUTDOWN/3 s/30 s outages, worker kills, stalls); prints the table
+	$(BIN)/pytest -q -m chaos tests/chaos
 
 bench-bus: bootstrap  ## bus publish/drain throughput as ratios to redis-benchmark and a plain loop
 	$(BIN)/python scripts/bench_bus.py

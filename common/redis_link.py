@@ -32,12 +32,19 @@ TRANSIENT_REPLIES = ("LOADING", "NOAUTH", "WRONGPASS", "TRYAGAIN", "MASTERDOWN",
 ConnectionError subclasses already; the rest arrive as plain ResponseError)."""
 
 
+UVLOOP_CLOSED_TRANSPORT = "unable to perform operation on"
+"""uvloop raises RuntimeError (not ConnectionError) when redis-py writes to a socket the server closed in
+the same instant, e.g. AUTH on a connection to a server that is going down."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for faults that retrying fixes: the connection (refused, reset, timed out), a server that is
     loading, or credentials refused while a server restarts. ACL denials (NOPERM), OOM and bad commands
     are not: retrying them would hide a bug or a misconfiguration."""
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)):
         return True  # includes AuthenticationError and BusyLoadingError
+    if isinstance(exc, RuntimeError) and str(exc).startswith(UVLOOP_CLOSED_TRANSPORT):
+        return True
     return isinstance(exc, ResponseError) and str(exc).startswith(TRANSIENT_REPLIES)
 
 
