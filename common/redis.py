@@ -209,7 +209,7 @@ def log_tail(log_file: Path, lines: int = 5) -> list[str]:
         return []
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only (0600) from the first byte."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -326,7 +326,7 @@ class EmbeddedRedis:
             raise EmbeddedRedisError(f"cannot read {conf_path}: {exc.strerror}; set TRIARB_REDIS_CONF") from exc
         except AclConfigError as exc:
             raise EmbeddedRedisError(f"{conf_path}: {exc}") from exc
-        _write_private(self.acl_file, acl)
+        write_private(self.acl_file, acl)
         command = [
             binary, "--port", str(port), "--dir", str(self.data_dir), "--logfile", str(self.log_file),
             "--daemonize", "no", "--aclfile", str(self.acl_file), "-",
@@ -398,7 +398,7 @@ class EmbeddedRedis:
             "passwords": {role.value: password for role, password in endpoint.passwords.items()},
         }
         self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(self.runtime_file, json.dumps(data))
+        write_private(self.runtime_file, json.dumps(data))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SHUTDOWN (the AOF is fsynced), then SIGTERM, then SIGKILL; always reaps. Idempotent."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.acl import AclConfigError, render_acl_file, split_config
 from common.bus import FanoutReader, Publisher, latest
 from common.bus.group import GroupInUseError
 from common.config import Role, Settings, VenueSettings
@@ -25,7 +26,9 @@ from common.redis import (
     RedisEndpoint,
     RedisNotConfiguredError,
     connect,
+    repo_redis_conf,
     resolve_endpoint,
+    write_private,
 )
 from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
@@ -183,6 +186,28 @@ async def show_symbols(settings: Settings) -> None:
     print(f"latest control {delivery.id} by {control.issued_by}:")
     for venue, symbols in control.symbols.items():
         print(f"  {'all venues' if venue == ALL_VENUES else venue}: {', '.join(symbols) or '(none)'}")
+
+
+def cmd_redis_config(args: argparse.Namespace, settings: Settings) -> None:
+    """Render redis.conf for an external redis-server (compose): the server part and a 0600 ACL file with
+    every role's password hash, written before that server starts, so roles can log in from its first
+    connection and after every restart (the embedded server does the same itself)."""
+    missing = [f"TRIARB_REDIS_PASSWORDS__{role.value.upper()}" for role in Role if not settings.password(role)]
+    if missing:
+        raise CommandError(f"set {', '.join(missing)}: every role needs a password in the ACL file")
+    conf = args.conf or settings.redis_conf or repo_redis_conf()
+    try:
+        split = split_config(conf.read_text())
+        acl = render_acl_file(split.users, {role: settings.password(role) or "" for role in Role})
+    except OSError as exc:
+        raise CommandError(f"cannot read {conf}: {exc.strerror}") from exc
+    except AclConfigError as exc:
+        raise CommandError(f"{conf}: {exc}") from exc
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_private(args.out / "redis.conf", split.server)
+    write_private(args.out / "users.acl", acl)
+    print(f"wrote {args.out / 'redis.conf'} and {args.out / 'users.acl'} (0600): "
+          f"redis-server {args.out / 'redis.conf'} --aclfile {args.out / 'users.acl'}")
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> None:
@@ -428,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the effective configuration, secrets masked")
     config.set_defaults(run=cmd_config)
+
+    redis_config = commands.add_parser(
+        "redis-config", help="write redis.conf + a 0600 ACL file with the role password hashes for an external Redis")
+    redis_config.add_argument("--out", type=Path, required=True, help="directory for redis.conf and users.acl")
+    redis_config.add_argument("--conf", type=Path, help="source config (default: the bundled redis.conf)")
+    redis_config.set_defaults(run=cmd_redis_config)
 
     redis_cli = commands.add_parser("redis-cli", help="open redis-cli on the stack's Redis as an ACL user")
     redis_cli.add_argument("--as", dest="role", default=Role.ADMIN.value, choices=[r.value for r in Role])

@@ -10,6 +10,12 @@ replies arrive. ``make bench-bus`` compares it with ``redis-benchmark -P 100`` o
 Guarantees: entries of one publisher reach Redis in ``publish()`` order; a batch is written entirely or
 not at all; a connection failure retries the batch with backoff (at-least-once: a batch whose reply was
 lost may be written twice), and a Redis error reply (ACL, OOM) is fatal and raised by the next call.
+
+While Redis is away (killed, restarting, loading), a producer must keep reading its venue socket, so
+beyond ``publish_high_water`` unwritten entries the publisher overflows instead of waiting: snapshots are
+state, so only the newest per book is kept (and goes out first on reconnect, so the hot cache ends on it);
+new trades and health records are dropped and counted. Opportunities and control messages are never
+dropped: they keep the backpressure. While Redis answers, every subject keeps the backpressure.
 """
 
 from __future__ import annotations
@@ -17,15 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain, islice
 
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -65,7 +75,15 @@ MAX_IN_FLIGHT = 4
 """Batches sent but not yet answered; beyond this the buffer grows towards ``publish_high_water``."""
 
 REPLY_TIMEOUT_S = 10.0
-RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+"""Also bounds the connection handshake: a paused Redis accepts the TCP connection but never answers."""
+RECONNECT_BASE_S = 0.05
+RECONNECT_CAP_S = 2.0
+DROP_LOG_INTERVAL_S = 5.0
+"""At most one warning this often while entries are being dropped; the counter has every one."""
+LOSSY_SUBJECTS = frozenset({Subject.SNAPSHOT, Subject.TRADE, Subject.HEALTH})
+"""Subjects a publisher may conflate (snapshots) or drop (the others) while Redis is away."""
+
+_JITTER = random.Random()
 
 MODEL_SUBJECTS: dict[type[WireModel], Subject] = {model: subject for subject, model in SUBJECT_MODELS.items()}
 
@@ -75,10 +93,11 @@ class PublishError(RuntimeError):
 
 
 @dataclass(slots=True)
-class _Entry:
+class BufferedEntry:
     """A buffered entry, its fields already packed as RESP bulk strings: one bytes object per entry keeps
-    both the flush (a join) and the garbage collector's work small."""
+    both the flush (a join) and the garbage collector's work small. ``seq`` is its place in publish order."""
 
+    seq: int
     stream: str
     maxlen: int
     cache_key: str | None
@@ -90,6 +109,36 @@ def pack_bulks(args: Sequence[FieldValue | int]) -> bytes:
     """RESP bulk strings for ``args`` without the array header, so they can be spliced into one command."""
     packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub declares a 1-tuple
     return packed[packed.index(b"\r\n") + 2 :]
+
+
+def conflate(
+    entries: Iterable[BufferedEntry], latest: dict[str, BufferedEntry]
+) -> tuple[list[BufferedEntry], list[BufferedEntry]]:
+    """Moves every snapshot of ``entries`` into ``latest`` (per hot-cache key, the higher ``seq`` wins).
+
+    Returns the other entries in their order, and the snapshots superseded (from ``entries`` or ``latest``).
+    """
+    kept: list[BufferedEntry] = []
+    superseded: list[BufferedEntry] = []
+    for entry in entries:
+        if entry.cache_key is None:
+            kept.append(entry)
+            continue
+        current = latest.get(entry.cache_key)
+        if current is not None and current.seq > entry.seq:
+            superseded.append(entry)
+            continue
+        if current is not None:
+            superseded.append(current)
+        latest[entry.cache_key] = entry
+    return kept, superseded
+
+
+def reconnect_delay_s(attempt: int, rng: random.Random | None = None) -> float:
+    """Capped exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)], so the
+    publishers of a stack do not all reconnect to a restarted Redis in the same instant."""
+    ceiling = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2.0 ** min(attempt, 32))  # clamped: no float overflow
+    return (rng or _JITTER).uniform(0.0, ceiling)
 
 
 @lru_cache(maxsize=8192)
@@ -104,8 +153,9 @@ class Publisher:
     A full batch is sent from ``publish()`` itself (a buffered socket write, no waiting for the reply), so
     Redis executes batch k while the caller encodes batch k+1; a receiver task reads the replies in order.
     A partial batch goes after ``publish_linger_ms``. ``publish()`` awaits only when more than
-    ``publish_high_water`` entries are unwritten (backpressure). ``async with`` starts it and, on exit,
-    flushes everything.
+    ``publish_high_water`` entries are unwritten (backpressure), and while Redis is away not even then for
+    snapshots, trades and health records (the overflow in the module docstring). ``async with`` starts it
+    and, on exit, flushes everything.
     """
 
     def __init__(self, redis: Redis, names: StreamNames, limits: StreamLimits, bus: BusSettings) -> None:
@@ -113,15 +163,25 @@ class Publisher:
         self._names = names
         self._bus = bus
         self._targets = {subject: (names.stream(subject), limits.for_subject(subject)) for subject in Subject}
-        self._buffer: list[_Entry] = []
-        self._in_flight: deque[tuple[list[_Entry], float]] = deque()
+        self._buffer: list[BufferedEntry] = []
+        self._latest: dict[str, BufferedEntry] = {}
+        """While overflowing, every unsent snapshot, one per hot-cache key; sent before the buffer."""
+        self._in_flight: deque[tuple[list[BufferedEntry], float]] = deque()
         """Batches on the wire, oldest first, with the time they were sent."""
         self._pending = asyncio.Event()
         self._full = asyncio.Event()
         self._sent = asyncio.Event()
         self._progress = asyncio.Condition()
         self._enqueued = 0
-        self._written = 0
+        """Entries accepted by ``publish()``; also the ``seq`` of the next one."""
+        self._settled = 0
+        """Entries written, or conflated away (they never will be)."""
+        self._failures = 0
+        """Connection failures since Redis last answered a batch: above 0, Redis is away."""
+        self._overflowing = False
+        self._dropped: dict[str, int] = {}
+        self._conflated = 0
+        self._drop_logged_at = float("-inf")
         self._error: PublishError | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: AbstractConnection | None = None
@@ -144,32 +204,58 @@ class Publisher:
             ]
 
     async def publish(self, model: WireModel) -> None:
-        """Queue ``model`` on its subject's stream (snapshots also refresh their hot-cache key)."""
+        """Queue ``model`` on its subject's stream (snapshots also refresh their hot-cache key).
+
+        Waits only when more than ``publish_high_water`` entries are unwritten, and never for a snapshot, trade
+        or health record while overflowing: a producer must keep reading its venue while Redis is away.
+        """
         self._raise_if_failed()
         subject = MODEL_SUBJECTS[type(model)]
+        stream, maxlen = self._targets[subject]
+        high_water = self._bus.publish_high_water
+        lossy = subject in LOSSY_SUBJECTS
+        if lossy and self._away and self._unwritten >= high_water:
+            self._start_overflow()
+        if lossy and self._overflowing and subject is not Subject.SNAPSHOT and self._unwritten >= high_water:
+            self._drop(stream)
+            return
         cache_key = None
         if subject is Subject.SNAPSHOT:
             assert isinstance(model, Snapshot)
             cache_key = self._names.book_key(model.exchange, model.symbol)
         fields = encode_fields(model)
-        stream, maxlen = self._targets[subject]
-        self._buffer.append(_Entry(stream, maxlen, cache_key, len(fields) // 2, pack_bulks(fields)))
+        entry = BufferedEntry(self._enqueued, stream, maxlen, cache_key, len(fields) // 2, pack_bulks(fields))
         self._enqueued += 1
         self._pending.set()
-        if len(self._buffer) >= self._bus.publish_batch_size:
-            if self._conn is not None and not self._broken and len(self._in_flight) < MAX_IN_FLIGHT:
-                await self._send(self._take_batch())
-            elif self._enqueued - self._written > self._bus.publish_high_water:
-                await self._wait_written(self._enqueued - self._bus.publish_high_water)
+        if self._overflowing and cache_key is not None:
+            self._conflate([entry])
+        else:
+            self._buffer.append(entry)
+        if lossy and self._overflowing:
+            return  # the sender task drains the backlog; the producer must not wait for it
+        full = len(self._buffer) >= self._bus.publish_batch_size
+        if full and self.connected and len(self._in_flight) < MAX_IN_FLIGHT:
+            await self._send(self._take_batch())
+        elif self._unwritten > high_water:
+            await self._wait_settled(self._enqueued - high_water, lossy)
 
     async def flush(self) -> None:
-        """Return once everything published before this call is in Redis."""
+        """Return once everything published before this call is in Redis (or superseded by a newer snapshot
+        of its book). While Redis is away, that is once it is back."""
+        target = self._enqueued
         self._full.set()
         self._pending.set()
-        await self._wait_written(self._enqueued)
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._oldest_unsettled() >= target or self._error is not None)
+        self._raise_if_failed()
 
     async def close(self) -> None:
-        """Flush what is buffered, stop the tasks and close the connection. Idempotent."""
+        """Flush what is buffered, stop the tasks and close the connection. Idempotent.
+
+        While Redis is away the flush waits for it to come back, however long that takes: a caller that
+        cannot wait wraps this in ``asyncio.timeout``; what is then left unwritten is logged and counted in
+        ``triarb_bus_dropped_entries_total{reason="closed"}``.
+        """
         if not self._tasks:
             return
         try:
@@ -180,32 +266,123 @@ class Publisher:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
+            if self._error is None and self._unwritten:
+                self._abandon_unwritten()
             await self._drop_connection()
         self._raise_if_failed()
 
     @property
     def buffered(self) -> int:
         """Entries published but not yet sent."""
-        return len(self._buffer)
+        return len(self._buffer) + len(self._latest)
+
+    @property
+    def connected(self) -> bool:
+        """A live connection on which no write has failed (Redis may still not have answered on it)."""
+        return self._conn is not None and self._conn.is_connected and not self._broken
+
+    @property
+    def overflowing(self) -> bool:
+        """Redis went away with ``publish_high_water`` entries unwritten and the backlog has not drained
+        since: snapshots conflate per book, trades and health records beyond the mark are dropped."""
+        return self._overflowing
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Trades and health records dropped while overflowing, per stream (a copy)."""
+        return dict(self._dropped)
+
+    @property
+    def conflated(self) -> int:
+        """Snapshots superseded by a newer one of their book while overflowing, so never written."""
+        return self._conflated
+
+    @property
+    def _unwritten(self) -> int:
+        return self._enqueued - self._settled
+
+    @property
+    def _away(self) -> bool:
+        return self._failures > 0 or self._broken
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
-    async def _wait_written(self, target: int) -> None:
+    async def _wait_settled(self, target: int, lossy: bool) -> None:
+        """Backpressure. A snapshot, trade or health record also stops waiting once Redis is found away: its
+        entry stays buffered, and the ones after it overflow instead of blocking the producer."""
         async with self._progress:
-            await self._progress.wait_for(lambda: self._written >= target or self._error is not None)
+            await self._progress.wait_for(
+                lambda: self._settled >= target or self._error is not None or (lossy and self._away)
+            )
         self._raise_if_failed()
 
-    def _take_batch(self) -> list[_Entry]:
-        batch = self._buffer[: self._bus.publish_batch_size]
-        del self._buffer[: len(batch)]
-        if not self._buffer:
+    def _oldest_unsettled(self) -> int:
+        """The lowest ``seq`` not yet written (``_enqueued`` if none). Conflated snapshots are sent before
+        older entries, so a count of written entries could not tell whether a flush is done."""
+        in_flight = (entry for batch, _ in self._in_flight for entry in batch)
+        unsettled = chain(self._buffer, self._latest.values(), in_flight)
+        return min((entry.seq for entry in unsettled), default=self._enqueued)
+
+    def _start_overflow(self) -> None:
+        """From here on one snapshot per book, starting with the buffer's own (older ones would only be
+        overwritten in the hot cache, and would hold the newest back)."""
+        if self._overflowing:
+            return
+        self._overflowing = True
+        log.warning("Redis is away with %d entries unwritten: keeping only the newest snapshot of each book and "
+                    "dropping new trades and health records until it catches up", self._unwritten)
+        self._buffer = self._conflate(self._buffer)
+
+    def _end_overflow_if_caught_up(self) -> None:
+        """Ends once every conflated snapshot is sent and half the high-water mark is free: with no margin, a
+        producer publishing at the mark would compact the whole buffer on every entry."""
+        if self._overflowing and not self._latest and self._unwritten <= self._bus.publish_high_water // 2:
+            self._overflowing = False
+            log.info("publisher caught up after an overflow: %d snapshots conflated, dropped %s so far",
+                     self._conflated, self._dropped)
+
+    def _conflate(self, entries: Iterable[BufferedEntry]) -> list[BufferedEntry]:
+        """Moves the snapshots of ``entries`` into ``_latest``; returns the other entries in order."""
+        kept, superseded = conflate(entries, self._latest)
+        self._settled += len(superseded)
+        self._conflated += len(superseded)
+        for stream, count in _count_by_stream(superseded).items():
+            metrics.BUS_CONFLATED.labels(stream=stream).inc(count)
+        return kept
+
+    def _drop(self, stream: str) -> None:
+        self._dropped[stream] = self._dropped.get(stream, 0) + 1
+        metrics.BUS_DROPPED.labels(stream=stream, reason="overflow").inc()
+        now = time.monotonic()
+        if now - self._drop_logged_at >= DROP_LOG_INTERVAL_S:
+            self._drop_logged_at = now
+            log.warning("publisher overflowing with %d entries unwritten: dropping new trades and health "
+                        "records (%s so far)", self._unwritten, self._dropped)
+
+    def _abandon_unwritten(self) -> None:
+        """``close()`` was cancelled before its flush finished: what is left will never be written."""
+        in_flight = [entry for batch, _ in self._in_flight for entry in batch]
+        unwritten = [*in_flight, *self._latest.values(), *self._buffer]
+        for stream, count in _count_by_stream(unwritten).items():
+            metrics.BUS_DROPPED.labels(stream=stream, reason="closed").inc(count)
+        log.warning("publisher closed with %d entries unwritten", len(unwritten))
+
+    def _take_batch(self) -> list[BufferedEntry]:
+        """Conflated snapshots first, so the newest state of every book reaches Redis before anything older;
+        then the buffer in publish order."""
+        size = self._bus.publish_batch_size
+        batch = [self._latest.pop(key) for key in list(islice(self._latest, size))]
+        room = size - len(batch)
+        batch += self._buffer[:room]
+        del self._buffer[:room]
+        if not self.buffered:
             self._pending.clear()
             self._full.clear()
         return batch
 
-    async def _send(self, batch: list[_Entry]) -> None:
+    async def _send(self, batch: list[BufferedEntry]) -> None:
         """Write one batch; nothing may suspend between queueing it as in flight and the socket write,
         so the order of ``_in_flight`` is the order on the wire."""
         conn = self._conn
@@ -222,7 +399,6 @@ class Publisher:
     async def _send_lingering(self) -> None:
         """Sends partial batches once they have waited ``publish_linger_ms``, and (re)connects."""
         linger_s = self._bus.publish_linger_ms / 1000
-        attempt = 0
         while True:
             await self._pending.wait()
             if linger_s and not self._full.is_set():
@@ -232,14 +408,12 @@ class Publisher:
             try:
                 if self._conn is None:
                     await self._connect()
-                while self._buffer and not self._broken and len(self._in_flight) < MAX_IN_FLIGHT:
+                while self.buffered and not self._broken and len(self._in_flight) < MAX_IN_FLIGHT:
                     await self._send(self._take_batch())
-                attempt = 0
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                await self._connection_lost(exc, attempt)
-                attempt += 1
+                await self._connection_lost(exc)
                 continue
-            if not self._buffer:
+            if not self.buffered:
                 self._pending.clear()
                 self._full.clear()
             else:  # in-flight limit reached or the connection broke: wait for the receiver to make progress
@@ -262,15 +436,17 @@ class Publisher:
                 await self._fail(PublishError(f"Redis refused a batch of {refused} entries: {exc}"))
                 return
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                await self._connection_lost(exc, 0)
+                await self._connection_lost(exc)
                 continue
             batch, sent_at = self._in_flight.popleft()
+            self._failures = 0
             self._record(batch, time.perf_counter() - sent_at)
             async with self._progress:
-                self._written += len(batch)
+                self._settled += len(batch)
+                self._end_overflow_if_caught_up()
                 self._progress.notify_all()
 
-    def _record(self, batch: list[_Entry], seconds: float) -> None:
+    def _record(self, batch: list[BufferedEntry], seconds: float) -> None:
         self.flushes += 1
         metrics.BUS_FLUSHES.inc()
         metrics.BUS_BATCH_SIZE.observe(len(batch))
@@ -281,7 +457,7 @@ class Publisher:
     async def _fail(self, error: PublishError) -> None:
         """A Redis error reply is not transient (ACL, OOM, a bad script): stop and tell every caller."""
         metrics.BUS_FLUSH_ERRORS.inc()
-        lost = sum(len(batch) for batch, _ in self._in_flight) + len(self._buffer)
+        lost = sum(len(batch) for batch, _ in self._in_flight) + self.buffered
         log.error("publisher stopped: %s", error, extra={"entries_unwritten": lost})
         self._error = error
         for task in self._tasks:
@@ -290,24 +466,26 @@ class Publisher:
         async with self._progress:
             self._progress.notify_all()
 
-    async def _connection_lost(self, exc: BaseException, attempt: int) -> None:
-        """Requeue every unacknowledged batch in order (at-least-once) and reconnect after a backoff."""
+    async def _connection_lost(self, exc: BaseException) -> None:
+        """Requeue every unacknowledged batch in order (at-least-once; while overflowing, its snapshots are
+        conflated like the buffer's) and reconnect after a jittered backoff."""
         metrics.BUS_FLUSH_ERRORS.inc()
+        self._failures += 1
         requeued = [entry for batch, _ in self._in_flight for entry in batch]
         self._in_flight.clear()
-        self._buffer[:0] = requeued
+        self._buffer[:0] = self._conflate(requeued) if self._overflowing else requeued
         await self._drop_connection()
         self._broken = False
-        delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+        delay = reconnect_delay_s(self._failures - 1)
         log.warning("publisher lost its connection, resending in %.2fs: %s", delay, exc,
-                    extra={"entries_requeued": len(requeued)})
+                    extra={"entries_requeued": len(requeued), "entries_unwritten": self._unwritten})
         self._full.set()
         self._pending.set()
         async with self._progress:
             self._progress.notify_all()
         await asyncio.sleep(delay)
 
-    def script_command(self, batch: list[_Entry]) -> bytes:
+    def script_command(self, batch: list[BufferedEntry]) -> bytes:
         """The whole batch as one packed ``EVAL`` of ``PUBLISH_SCRIPT``.
 
         Always EVAL, never EVALSHA: Redis caches the compiled script by its SHA either way, the body adds
@@ -343,11 +521,17 @@ class Publisher:
 
     async def _connect(self) -> None:
         """A dedicated connection (not from the pool: it is held for the publisher's life), without a socket
-        timeout so that a write never suspends before reaching the transport buffer."""
+        timeout so that a write never suspends before reaching the transport buffer, and without redis-py's
+        own retries: the sender's loop owns the backoff."""
         pool = self._redis.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
         conn = pool.connection_class(**kwargs)
-        await conn.connect()  # type: ignore[no-untyped-call]
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await conn.disconnect()
+            raise
         self._conn = conn
 
     async def _drop_connection(self) -> None:
@@ -356,7 +540,7 @@ class Publisher:
             await conn.disconnect()
 
 
-def _count_by_stream(batch: list[_Entry]) -> dict[str, int]:
+def _count_by_stream(batch: list[BufferedEntry]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for entry in batch:
         counts[entry.stream] = counts.get(entry.stream, 0) + 1
