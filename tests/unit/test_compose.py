@@ -3,11 +3,17 @@ CLI command, listens only on loopback from the host, finds Redis and its own cre
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
+from common.redis import free_port
+from tests.processes import wait_until
 from triarb.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,7 +24,7 @@ TRIARB_SERVICES = {"producer-coinbase": "producer", "producer-kraken": "producer
 
 
 def test_the_stack_has_every_part() -> None:
-    assert set(SERVICES) == {"redis", "redis-acl", *TRIARB_SERVICES, "prometheus"}
+    assert set(SERVICES) == {"redis-config", "redis", *TRIARB_SERVICES, "prometheus"}
 
 
 @pytest.mark.parametrize("service", sorted(TRIARB_SERVICES))
@@ -29,11 +35,16 @@ def test_each_service_runs_an_existing_cli_command(service: str) -> None:
 
 
 @pytest.mark.parametrize(("service", "role"), sorted(TRIARB_SERVICES.items()))
-def test_each_service_reaches_redis_with_a_password_for_its_user(service: str, role: str) -> None:
+def test_each_service_reaches_redis_with_only_its_own_roles_password(service: str, role: str) -> None:
     env = SERVICES[service]["environment"]
     assert env["REDIS_URL"] == "redis://redis:6379/0"
-    assert f"TRIARB_REDIS_PASSWORDS__{role.upper()}" in env
+    passwords = {name for name in env if name.startswith("TRIARB_REDIS_PASSWORDS__")}
+    own = {f"TRIARB_REDIS_PASSWORDS__{role.upper()}"}
+    if service == "dashboard":
+        own.add("TRIARB_REDIS_PASSWORDS__CONTROL")  # POST /api/symbols publishes as `control`
+    assert passwords == own
     assert env["TRIARB_SERVICE_PORT"] == "9464"
+    assert "healthz" in " ".join(SERVICES[service]["healthcheck"]["test"])
 
 
 def test_published_ports_bind_loopback_only_and_detector_can_scale() -> None:
@@ -43,12 +54,41 @@ def test_published_ports_bind_loopback_only_and_detector_can_scale() -> None:
     assert "ports" not in SERVICES["detector"] and "container_name" not in SERVICES["detector"]
 
 
-def test_redis_uses_our_config_and_acl_users_get_their_passwords() -> None:
-    assert "./redis.conf:/etc/triarb/redis.conf:ro" in SERVICES["redis"]["volumes"]
-    script = " ".join(SERVICES["redis-acl"]["command"])
-    for role in ("producer", "detector", "persistence", "dashboard", "control"):
-        assert role in script
-    assert "ACL SETUSER" in script
+def test_redis_starts_from_the_rendered_acl_file_and_no_password_is_on_a_command_line() -> None:
+    config = SERVICES["redis-config"]
+    assert config["command"][:2] == ["triarb", "redis-config"]
+    build_parser().parse_args(config["command"][1:])
+    assert {f"TRIARB_REDIS_PASSWORDS__{role.upper()}" for role in
+            ("admin", "producer", "detector", "persistence", "dashboard", "control")} <= set(config["environment"])
+    redis = SERVICES["redis"]
+    assert redis["depends_on"]["redis-config"]["condition"] == "service_completed_successfully"
+    assert "--aclfile" in redis["command"] and "/run/triarb/users.acl" in redis["command"]
+    for service in SERVICES.values():
+        assert "PASSWORDS" not in " ".join(map(str, service.get("command", []))) and ">" not in " ".join(
+            map(str, service.get("command", [])))
+
+
+def test_redis_config_renders_a_config_the_real_server_accepts(tmp_path: Path) -> None:
+    """What the compose init step runs, then a real redis-server on those files: every role logs in."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: run `make test` (it installs it with apt)")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)} | {
+        f"TRIARB_REDIS_PASSWORDS__{role.upper()}": f"pw-{role}"
+        for role in ("admin", "producer", "detector", "persistence", "dashboard", "control")}
+    subprocess.run([sys.executable, "-m", "triarb.cli", "redis-config", "--out", str(tmp_path / "run")], env=env,
+                   check=True, capture_output=True, cwd=tmp_path)
+    port = free_port()
+    server = subprocess.Popen(["redis-server", str(tmp_path / "run" / "redis.conf"), "--aclfile",
+                               str(tmp_path / "run" / "users.acl"), "--port", str(port), "--dir", str(tmp_path)],
+                              stdout=subprocess.DEVNULL)
+    try:
+        for role in ("admin", "producer", "detector", "persistence", "dashboard", "control"):
+            with redis.Redis(port=port, username=role, password=f"pw-{role}") as client:
+                assert wait_until(lambda c=client: answers(c)), role
+        assert (tmp_path / "run" / "users.acl").stat().st_mode & 0o777 == 0o600
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_prometheus_scrapes_every_triarb_service() -> None:
@@ -57,3 +97,10 @@ def test_prometheus_scrapes_every_triarb_service() -> None:
     targets |= {t.split(":")[0] for job in config["scrape_configs"] for s in job.get("static_configs", [])
                 for t in s["targets"]}
     assert targets == set(TRIARB_SERVICES)
+
+
+def answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
