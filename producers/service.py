@@ -204,6 +204,7 @@ class VenueProducer:
             errors=self._totals["errors"] + counters.parse_errors, gaps=self._totals["gaps"] + counters.gaps,
             checksum_failures=self._totals["checksum_failures"] + counters.checksum_fail,
             symbols=sorted(self.symbols), detail=self.detail[:200] or None,
+            redis_reconnects=self._publisher.link.reconnects, redis_down_s=round(self._publisher.link.down_seconds, 3),
         )
 
     def rest_health(self) -> Health:

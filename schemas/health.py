@@ -41,4 +41,6 @@ class Health(WireModel):
     gaps: int = Field(default=0, ge=0)
     checksum_failures: int = Field(default=0, ge=0)
     symbols: list[CanonicalSymbol] = Field(default_factory=list)
+    redis_reconnects: int = Field(default=0, ge=0, description="times the producer got Redis back after losing it")
+    redis_down_s: float = Field(default=0.0, ge=0, description="seconds the producer spent without Redis, in all")
     detail: str | None = Field(default=None, description="human-readable reason for the current status")

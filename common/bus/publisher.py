@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common import metrics
 from common.config import BusSettings, StreamLimits
+from common.redis_link import RedisLink, is_transient
 from schemas.base import WireModel
 from schemas.codec import SUBJECT_MODELS, FieldValue, encode_fields
 from schemas.market import Snapshot
@@ -158,8 +159,11 @@ class Publisher:
     and, on exit, flushes everything.
     """
 
-    def __init__(self, redis: Redis, names: StreamNames, limits: StreamLimits, bus: BusSettings) -> None:
+    def __init__(self, redis: Redis, names: StreamNames, limits: StreamLimits, bus: BusSettings, *,
+                 component: str = "publisher") -> None:
         self._redis = redis
+        self.link = RedisLink(component)
+        """Reconnects and time without Redis, for metrics and the producers' health records."""
         self._names = names
         self._bus = bus
         self._targets = {subject: (names.stream(subject), limits.for_subject(subject)) for subject in Subject}
@@ -393,7 +397,9 @@ class Publisher:
             return
         try:
             await conn.send_packed_command(self.script_command(batch), check_health=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError) as exc:
+            if not is_transient(exc):  # uvloop's write to a just-closed socket is a RuntimeError
+                raise
             self._broken = True
 
     async def _send_lingering(self) -> None:
@@ -410,7 +416,9 @@ class Publisher:
                     await self._connect()
                 while self.buffered and not self._broken and len(self._in_flight) < MAX_IN_FLIGHT:
                     await self._send(self._take_batch())
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError) as exc:
+                if not is_transient(exc):
+                    raise
                 await self._connection_lost(exc)
                 continue
             if not self.buffered:
@@ -435,11 +443,14 @@ class Publisher:
                 refused = len(self._in_flight[0][0])
                 await self._fail(PublishError(f"Redis refused a batch of {refused} entries: {exc}"))
                 return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError) as exc:
+                if not is_transient(exc):
+                    raise
                 await self._connection_lost(exc)
                 continue
             batch, sent_at = self._in_flight.popleft()
             self._failures = 0
+            self.link.ok()
             self._record(batch, time.perf_counter() - sent_at)
             async with self._progress:
                 self._settled += len(batch)
@@ -470,6 +481,7 @@ class Publisher:
         """Requeue every unacknowledged batch in order (at-least-once; while overflowing, its snapshots are
         conflated like the buffer's) and reconnect after a jittered backoff."""
         metrics.BUS_FLUSH_ERRORS.inc()
+        self.link.failed(exc)
         self._failures += 1
         requeued = [entry for batch, _ in self._in_flight for entry in batch]
         self._in_flight.clear()
