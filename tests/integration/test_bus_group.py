@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import Role, Settings
@@ -207,4 +208,48 @@ async def test_entries_held_by_a_killed_worker_process_are_claimed_by_another(
     await worker(connect_as(Role.DETECTOR), settings, survivor, claim_idle_ms=0).run(burst=True)
 
     assert sorted(survivor.book_seqs) == list(range(25))
+    assert await pending_count(admin) == 0
+
+
+async def test_idle_consumers_with_nothing_pending_are_removed_and_others_kept(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    detector = connect_as(Role.DETECTOR)
+    await publish_snapshots(connect_as(Role.PRODUCER), settings, 10)
+    live = worker(detector, settings, Recorder())
+    await live.ensure_groups()
+    done = await detector.xreadgroup("detector", "gone-worker", {"md.snapshot": ">"}, count=3)
+    await detector.xack("md.snapshot", "detector", *[entry_id for entry_id, _ in done[0][1]])
+    await detector.xreadgroup("detector", "holding-worker", {"md.snapshot": ">"}, count=2)  # never acked
+    await asyncio.sleep(0.2)
+
+    assert await live.remove_idle_consumers(min_idle_ms=100) == 1
+
+    names = {c["name"] for c in await admin.xinfo_consumers("md.snapshot", "detector")}
+    assert names == {b"holding-worker"}  # its pending entries wait for a reclaim; the live worker never read
+
+
+async def test_a_redis_fault_inside_the_handler_is_waited_out_and_the_batch_redone_at_once(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    await publish_snapshots(connect_as(Role.PRODUCER), settings, 200)
+    recorder = Recorder()
+    failed = False
+
+    async def hot_cache_read_fails_once(batch: list[Delivery]) -> None:
+        nonlocal failed
+        if not failed:  # e.g. the detector's hot-cache read while Redis restarts
+            failed = True
+            raise RedisConnectionError("Connection reset by peer")
+        await recorder(batch)
+
+    consumer = GroupConsumer(
+        connect_as(Role.DETECTOR), settings.names, settings.bus.model_copy(update={"read_count": 50}),
+        group="detector", subjects=[Subject.SNAPSHOT], handler=hot_cache_read_fails_once, start_id="0",
+    )
+    await consumer.run(burst=True)
+
+    # the failed batch came back from this worker's own pending list, not after a 30 s reclaim
+    assert recorder.book_seqs == list(range(200))
+    assert consumer.link.reconnects == 1 and consumer.link.up
     assert await pending_count(admin) == 0
