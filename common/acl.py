@@ -86,3 +86,9 @@ def render_acl_file(users: Mapping[str, str], passwords: Mapping[Role, str]) -> 
         lines.append(f"user {name} {rules}" + (f" #{password_hash(password)}" if password else ""))
     lines.append(f"user {Role.ADMIN.value} {ADMIN_RULES} #{password_hash(passwords[Role.ADMIN])}")
     return "\n".join(lines) + "\n"
+
+
+def render_config(conf_text: str, passwords: Mapping[Role, str]) -> tuple[str, str]:
+    """``redis.conf`` text → (server config without ``user`` lines, ACL file text)."""
+    split = split_config(conf_text)
+    return split.server, render_acl_file(split.users, passwords)

@@ -30,7 +30,7 @@ import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from common.acl import AclConfigError, render_acl_file, split_config
+from common.acl import AclConfigError, render_config
 from common.config import Role, Settings
 
 log = logging.getLogger(__name__)
@@ -320,8 +320,7 @@ class EmbeddedRedis:
         binary = self._settings.redis_server_bin
         conf_path = self._settings.redis_conf or repo_redis_conf()
         try:
-            split = split_config(conf_path.read_text())
-            acl = render_acl_file(split.users, passwords)
+            server_conf, acl = render_config(conf_path.read_text(), passwords)
         except OSError as exc:
             raise EmbeddedRedisError(f"cannot read {conf_path}: {exc.strerror}; set TRIARB_REDIS_CONF") from exc
         except AclConfigError as exc:
@@ -343,7 +342,7 @@ class EmbeddedRedis:
             ) from exc
         assert self._process.stdin is not None
         with contextlib.suppress(BrokenPipeError):  # exited already: wait_ready reports why
-            self._process.stdin.write(split.server.encode())
+            self._process.stdin.write(server_conf.encode())
             self._process.stdin.close()
         self._endpoint = RedisEndpoint(HOST, port, dict(passwords), self._process.pid)
 

@@ -40,9 +40,10 @@ the same instant, e.g. AUTH on a connection to a server that is going down."""
 def is_transient(exc: BaseException) -> bool:
     """True for faults that retrying fixes: the connection (refused, reset, timed out), a server that is
     loading, or credentials refused while a server restarts. ACL denials (NOPERM), OOM and bad commands
-    are not: retrying them would hide a bug or a misconfiguration."""
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)):
-        return True  # includes AuthenticationError and BusyLoadingError
+    are not: retrying them would hide a bug or a misconfiguration. Nor are other OSErrors (a full disk
+    under the persistence writer): they are the handler's failure, not a Redis outage."""
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)):
+        return True  # includes AuthenticationError, BusyLoadingError and socket resets/refusals
     if isinstance(exc, RuntimeError) and str(exc).startswith(UVLOOP_CLOSED_TRANSPORT):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(TRANSIENT_REPLIES)

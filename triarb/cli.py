@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.acl import AclConfigError, render_acl_file, split_config
+from common.acl import AclConfigError, render_config
 from common.bus import FanoutReader, Publisher, latest
 from common.bus.group import GroupInUseError
 from common.config import Role, Settings, VenueSettings
@@ -197,14 +197,13 @@ def cmd_redis_config(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"set {', '.join(missing)}: every role needs a password in the ACL file")
     conf = args.conf or settings.redis_conf or repo_redis_conf()
     try:
-        split = split_config(conf.read_text())
-        acl = render_acl_file(split.users, {role: settings.password(role) or "" for role in Role})
+        server_conf, acl = render_config(conf.read_text(), {role: settings.password(role) or "" for role in Role})
     except OSError as exc:
         raise CommandError(f"cannot read {conf}: {exc.strerror}") from exc
     except AclConfigError as exc:
         raise CommandError(f"{conf}: {exc}") from exc
     args.out.mkdir(parents=True, exist_ok=True)
-    write_private(args.out / "redis.conf", split.server)
+    write_private(args.out / "redis.conf", server_conf)
     write_private(args.out / "users.acl", acl)
     print(f"wrote {args.out / 'redis.conf'} and {args.out / 'users.acl'} (0600): "
           f"redis-server {args.out / 'redis.conf'} --aclfile {args.out / 'users.acl'}")

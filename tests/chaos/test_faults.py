@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -84,9 +83,8 @@ def test_detector_kill_9_mid_batch(stack: ChaosStack) -> None:
     dead = stack.processes["detector"].pid
     stack.kill("detector")
     killed = time.monotonic()
-    recovery = wait_for(lambda: pending_of_dead_detectors(stack, dead) == 0, timeout_s=60)
+    wait_for(lambda: pending_of_dead_detectors(stack, dead) == 0, timeout_s=60)
     row = record(stack.account("kill -9 detector worker mid-batch", time.monotonic() - killed, None))
-    assert recovery >= 0
     assert_clean(row)
 
 
@@ -141,4 +139,3 @@ def test_archive_is_complete_and_in_order(stack: ChaosStack) -> None:
 
 def test_every_process_is_still_running(stack: ChaosStack) -> None:
     assert stack.exited() == []
-    assert Path(stack.archive).is_dir()

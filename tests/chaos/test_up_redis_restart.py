@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -37,10 +38,16 @@ class UpProcess:
         line = self.process.stdout.readline()
         match = UP_LINE.search(line)
         assert match is not None, f"`triarb up --demo` did not come up: {line!r}"
+        self.archive = workdir / "var" / "data" / "md.snapshot"
         self.runtime_file = workdir / "var" / "redis.json"
         runtime = json.loads(self.runtime_file.read_text())
         self.port = int(runtime["port"])
         self.admin_password = str(runtime["passwords"]["admin"])
+
+    def archived_duplicates(self) -> int:
+        ids = [orjson.loads(line)["_id"] for path in sorted(self.archive.glob("*.ndjson"))
+               for line in path.read_bytes().splitlines() if line.strip()]
+        return len(ids) - len(set(ids))
 
     def redis_pid(self) -> int:
         return int(json.loads(self.runtime_file.read_text())["pid"])
@@ -91,7 +98,7 @@ def fault(up: UpProcess, name: str, inject: str) -> Row:
     lost = [i for i in before if i not in after]
     beyond = [i for i in promised if i not in after]
     exited = [] if up.process.poll() is None else [f"triarb up (status {up.process.returncode})"]
-    row = Row(name, recovery_s, len(lost) - len(beyond), len(beyond), 0, exited)
+    row = Row(name, recovery_s, len(lost) - len(beyond), len(beyond), up.archived_duplicates(), exited)
     ROWS.append(row)
     assert up.redis_pid() != old_pid
     return row
@@ -99,9 +106,9 @@ def fault(up: UpProcess, name: str, inject: str) -> Row:
 
 def test_kill_9_of_the_embedded_redis_server(up: UpProcess) -> None:
     row = fault(up, "`triarb up --demo`: kill -9 of its redis-server", "kill9")
-    assert row.lost_beyond_promise == 0 and row.exited == []
+    assert row.lost_beyond_promise == 0 and row.duplicates_on_disk == 0 and row.exited == []
 
 
 def test_graceful_shutdown_of_the_embedded_redis_server(up: UpProcess) -> None:
     row = fault(up, "`triarb up --demo`: SHUTDOWN of its redis-server", "shutdown")
-    assert row.lost_beyond_promise == 0 and row.redis_lost == 0 and row.exited == []
+    assert row.lost_beyond_promise == 0 and row.redis_lost == 0 and row.duplicates_on_disk == 0 and row.exited == []

@@ -34,6 +34,7 @@ def test_connection_loading_and_restart_auth_faults_are_transient(exc: BaseExcep
 @pytest.mark.parametrize("exc", [
     NoPermissionError("this user has no permissions"), ResponseError("OOM command not allowed"),
     ResponseError("ERR unknown command"), RuntimeError("something else"), ValueError("bad"),
+    OSError(28, "No space left on device"),
 ])
 def test_acl_denials_oom_and_bugs_are_not(exc: BaseException) -> None:
     assert not is_transient(exc)
