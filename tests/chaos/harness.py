@@ -248,16 +248,17 @@ class ChaosStack:
         means it promised everything (graceful shutdown, worker faults).
         """
         assert self.wait_archived(), "persistence did not catch up"
+        archived = self.archived_ids()  # read first: entries added later are not yet due on disk
         in_redis = set(self.stream_ids())
         oldest = min(in_redis, key=id_key) if in_redis else "0-0"
         seen = {i for i in self.observer.ids() if id_key(i) >= id_key(oldest)}  # older ones were trimmed
         redis_lost = seen - in_redis
         beyond = {i for i in redis_lost if promise_ms is None or id_ms(i) < promise_ms}
-        archived = self.archived_ids()
         counts = Counter(archived)
         duplicates = sum(n - 1 for n in counts.values() if n > 1)
-        archive_start = min(counts, key=id_key) if counts else "0-0"
-        missing_on_disk = {i for i in in_redis if id_key(i) >= id_key(archive_start)} - set(counts)
+        first, last = (id_key(min(counts, key=id_key)), id_key(max(counts, key=id_key))) if counts else ((0, 0),) * 2
+        # a gap in the archive: in Redis, inside the archived range, not on disk
+        missing_on_disk = {i for i in in_redis if first <= id_key(i) <= last} - set(counts)
         return Row(fault, recovery_s, len(redis_lost - beyond), len(beyond) + len(missing_on_disk), duplicates,
                    self.exited())
 
