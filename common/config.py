@@ -77,6 +77,8 @@ class VenueSettings(BaseModel):
 
     url: str
     symbols: list[str] = Field(default_factory=list, description="canonical BASE-QUOTE symbols")
+    markets: list[str] = Field(default_factory=list, description=(
+        "further symbols control may add, besides those of the discovery cache (var/discovery/VENUE.json)"))
     book_depth: int = Field(10, description="Kraken subscription depth (10, 25, 100, 500, 1000)")
     rest_url: str | None = Field(None, description="REST base for the top-of-book fallback (None = the venue's)")
     rest_poll_hz: float | None = Field(None, gt=0, description="fallback requests/s (None = within the venue's limit)")

@@ -67,10 +67,15 @@ BOOK_GAPS = Counter("triarb_book_gaps_total", "Sequence gaps that invalidated bo
 BOOK_CHECKSUM_FAILURES = Counter("triarb_book_checksum_failures_total", "Book checksum mismatches", ["venue"])
 BOOK_STALENESS = Gauge("triarb_book_staleness_seconds", "Time since the venue's last message", ["venue"])
 PARSE_ERRORS = Counter("triarb_ws_parse_errors_total", "Frames that could not be parsed", ["venue"])
+UNREQUESTED = Counter("triarb_ws_unrequested_updates_total",
+                      "Book changes and trades for symbols the producer does not hold: not published", ["venue"])
 
 # --- detector -------------------------------------------------------------------------------------------
 OPPORTUNITIES = Counter("triarb_opportunities_total", "Opportunities published", ["venue"])
 DETECTOR_SKIPS = Counter("triarb_detector_skips_total", "Triangle evaluations skipped, by reason", ["reason"])
+DETECTOR_UNTRUSTED_BOOKS = Counter(
+    "triarb_detector_untrusted_books_total", "Hot-cache books left out of evaluation: unreadable or impossible",
+    ["venue"])
 DETECT_LATENCY = Histogram(
     "triarb_detect_latency_seconds", "From the newest leg's ingest to the opportunity's publication",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

@@ -40,6 +40,8 @@ HOST = "127.0.0.1"
 SOCKET_TIMEOUT_S = 10.0
 START_ATTEMPTS = 3
 """Tries when the chosen port is taken between our check and redis-server's bind (another process won)."""
+PRIVATE_UMASK = 0o077
+"""redis-server runs with it: its AOF files, manifest, log and any RDB are 0600, its directories 0700."""
 
 
 class RedisNotConfiguredError(RuntimeError):
@@ -209,6 +211,18 @@ def log_tail(log_file: Path, lines: int = 5) -> list[str]:
         return []
 
 
+def make_private(directory: Path) -> None:
+    """Create ``directory`` (0700), or make an existing one and everything under it owner-only: a data dir
+    from before files were created private (AOF files were 0644 in 0755 dirs) is fixed on the next start."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = Path(root) / name
+            if not path.is_symlink():  # never change what a link points to, outside the data dir perhaps
+                path.chmod(0o700 if path.is_dir() else path.stat().st_mode & 0o700)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only (0600) from the first byte."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -275,7 +289,7 @@ class EmbeddedRedis:
                 )
             self.runtime_file.unlink(missing_ok=True)
         passwords = {role: self._settings.password(role) or secrets.token_urlsafe(24) for role in Role}
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.data_dir)
         port = self._port if self._port and port_is_free(self._port) else free_port()
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
@@ -333,7 +347,7 @@ class EmbeddedRedis:
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent(),
+                start_new_session=True, preexec_fn=_die_with_parent(), umask=PRIVATE_UMASK,
             )
         except FileNotFoundError as exc:
             raise EmbeddedRedisError(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from sortedcontainers import SortedDict
 
 from producers.venues.events import TextLevel
+from schemas.checks import MAX_PRICE, MAX_SIZE
 from schemas.market import Level
 
 TOP_CACHE_LEVELS = 10
@@ -21,7 +22,7 @@ TOP_CACHE_LEVELS = 10
 
 
 class BookIntegrityError(ValueError):
-    """A level that cannot be a price or size (not a finite non-negative number)."""
+    """A level that cannot be a price or size (not a positive price / non-negative size within bounds)."""
 
 
 def _parse(level: TextLevel) -> tuple[float, float]:
@@ -29,8 +30,8 @@ def _parse(level: TextLevel) -> tuple[float, float]:
         price, size = float(level[0]), float(level[1])
     except (TypeError, ValueError) as exc:
         raise BookIntegrityError(f"level {level!r} is not numeric") from exc
-    if not (price > 0 and size >= 0 and price != float("inf") and size != float("inf")):
-        raise BookIntegrityError(f"level {level!r} has a non-positive price or a negative/infinite size")
+    if not (0 < price <= MAX_PRICE and 0 <= size <= MAX_SIZE):
+        raise BookIntegrityError(f"level {level!r}: price outside (0, {MAX_PRICE:g}] or size outside [0, {MAX_SIZE:g}]")
     return price, size
 
 

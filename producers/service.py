@@ -9,30 +9,35 @@ removed on ``strategy.ctrl.symbols`` are (un)subscribed on the live socket, with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from redis.asyncio import Redis
 
 from common import metrics
-from common.bus import FanoutReader, Publisher, decode_entry, latest
+from common.bus import Publisher
 from common.config import ProducerSettings, VenueSettings
+from common.markets import register_markets
 from common.redis_link import RedisLink, is_transient
 from producers.capture import CaptureWriter
 from producers.connection import Link, LinkSettings, LinkState
+from producers.control import ControlFollower
 from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
 from producers.rest import DEFAULT_REST_URLS, RestPoller
 from producers.venues import coinbase, kraken
 from producers.venues.events import AckStatus, SubscriptionAck, TradePrint, VenueErrorMessage
-from schemas import Health, Snapshot, SymbolControl, Trade
-from schemas.health import Channel, FeedStatus
-from schemas.streams import StreamNames, Subject
+from schemas import Health, Snapshot, Trade
+from schemas.health import Channel, FeedStatus, symbol_summary
+from schemas.streams import StreamNames
 
 log = logging.getLogger(__name__)
 
 CONTROL_STARTUP_TIMEOUT_S = 3.0
 """How long start-up waits for the control stream before subscribing with the configured symbols."""
+
+CATALOG_REREGISTER_S = 30.0
 
 
 def subscribe_messages(venue: Venue, symbols: list[str], depth: int) -> list[str]:
@@ -66,10 +71,14 @@ class VenueProducer:
         names: StreamNames | None = None,
         control_redis: Redis | None = None,
         capture: CaptureWriter | None = None,
+        catalog: Collection[str] | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
+        """``catalog``: the markets this venue lists (default: the configured symbols and markets)."""
         self.venue = venue
-        self.symbols: list[str] = list(venue_settings.symbols)
+        self._symbols: list[str] = list(venue_settings.symbols)
+        self._held: frozenset[str] = frozenset(self._symbols)
+        self.catalog = sorted(set(catalog if catalog is not None else venue_settings.symbols + venue_settings.markets))
         self._depth = venue_settings.book_depth
         self._settings = settings
         self._publisher = publisher
@@ -88,11 +97,24 @@ class VenueProducer:
         self._totals = {"errors": 0, "gaps": 0, "checksum_failures": 0}
         self._health_due = asyncio.Event()
         self.control_link = RedisLink(f"producer-{venue.value}-control")
+        self.control = None if control_redis is None else ControlFollower(
+            venue.value, control_redis, self._names, defaults=self.symbols, catalog=self.catalog,
+            apply=self.apply_symbols, link=self.control_link)
         self._rest_active = asyncio.Event()
         self.rest = RestPoller(
             venue, venue_settings.rest_url or DEFAULT_REST_URLS[venue], self._publisher.publish,
             levels=settings.snapshot_levels, requests_per_second=venue_settings.rest_poll_hz, clock_ms=clock_ms,
         )
+
+    @property
+    def symbols(self) -> list[str]:
+        """The books this producer holds; nothing else it receives is published."""
+        return self._symbols
+
+    @symbols.setter
+    def symbols(self, symbols: list[str]) -> None:
+        self._symbols = list(symbols)
+        self._held = frozenset(self._symbols)
 
     def _new_feed(self) -> VenueFeed:
         depth = self._depth if self.venue is Venue.KRAKEN else None
@@ -100,12 +122,17 @@ class VenueProducer:
 
     async def run(self, stop: asyncio.Event) -> None:
         control_position: str | None = None
-        if self._control_redis is not None:
-            # The symbol set in force, before the first subscription; if Redis is away the configured set
-            # goes first and the control follower applies the latest entry once Redis is back.
+        registered = False
+        if self.control is not None:
+            # The catalog goes to Redis before the first snapshot (consumers check markets against it),
+            # and the symbol set in force is folded before the first subscription; if Redis is away the
+            # configured set goes first and both happen once Redis is back.
             try:
                 async with asyncio.timeout(CONTROL_STARTUP_TIMEOUT_S):
-                    control_position = await self._load_control()
+                    await self._register_catalog()
+                    registered = True
+                    control_position = await self.control.load()
+                    self.symbols = self.control.wanted()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -115,8 +142,30 @@ class VenueProducer:
             tasks.create_task(self.link.run(stop))
             tasks.create_task(self._publish_health(stop))
             tasks.create_task(self.rest.run(lambda: self.symbols, self._rest_active, stop))
-            if self._control_redis is not None:
-                tasks.create_task(self._follow_control(stop, control_position))
+            if self.control is not None:
+                tasks.create_task(self.control.follow(stop, control_position))
+                tasks.create_task(self._keep_catalog_registered(stop, registered))
+
+    async def _register_catalog(self) -> None:
+        assert self._control_redis is not None
+        await register_markets(self._control_redis, self._names, self.venue.value, self.catalog)
+
+    async def _keep_catalog_registered(self, stop: asyncio.Event, registered: bool) -> None:
+        """Re-register now and then, so a Redis that lost its data (no AOF, FLUSHALL) gets it back."""
+        while not stop.is_set():
+            if registered:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CATALOG_REREGISTER_S):
+                        await stop.wait()
+                if stop.is_set():
+                    return
+            try:
+                await self._register_catalog()
+                registered = True
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await self.control_link.pause(exc, stop)
 
     # --- socket callbacks ---------------------------------------------------------------------------
 
@@ -138,7 +187,9 @@ class VenueProducer:
             metrics.BOOK_CHECKSUM_FAILURES.labels(venue=self.venue.value).inc(after[1] - before[1])
             metrics.PARSE_ERRORS.labels(venue=self.venue.value).inc(after[2] - before[2])
         for output in outputs:
-            if isinstance(output, BookChanged):
+            if isinstance(output, BookChanged | TradePrint) and output.symbol not in self._held:
+                metrics.UNREQUESTED.labels(venue=self.venue.value).inc()  # a venue sending what we did not ask for
+            elif isinstance(output, BookChanged):
                 await self._publisher.publish(self._snapshot(output, received_ms))
             elif isinstance(output, TradePrint):
                 await self._publisher.publish(Trade(
@@ -195,7 +246,7 @@ class VenueProducer:
         counters = self.feed.counters
         if self.link_state is LinkState.UP:
             resyncing = [s for s in self.symbols if s not in self.feed.valid]
-            status = FeedStatus.RESYNCING if resyncing else FeedStatus.UP
+            status = FeedStatus.RESYNCING if resyncing else FeedStatus.UP if self.symbols else FeedStatus.DEGRADED
         else:
             status = FeedStatus.STALE if self.link_state is LinkState.STALE else FeedStatus.DOWN
         return Health(
@@ -203,7 +254,8 @@ class VenueProducer:
             last_msg_ms=self.last_msg_ms, reconnects=max(0, self.link.connections - 1),
             errors=self._totals["errors"] + counters.parse_errors, gaps=self._totals["gaps"] + counters.gaps,
             checksum_failures=self._totals["checksum_failures"] + counters.checksum_fail,
-            symbols=sorted(self.symbols), detail=self.detail[:200] or None,
+            **symbol_summary(self.symbols),
+            detail=(self.detail[:200] or None) if self.symbols else "holds no symbols: add some with triarb symbols",
             redis_reconnects=self._publisher.link.reconnects, redis_down_s=round(self._publisher.link.down_seconds, 3),
         )
 
@@ -215,7 +267,7 @@ class VenueProducer:
         detail = "polling while the socket is down" if polling else "idle: the socket is up"
         return Health(
             exchange=self.venue.value, channel=Channel.REST, status=status, ts=self._clock_ms(),
-            last_msg_ms=self.rest.last_ok_ms, errors=self.rest.errors, symbols=sorted(self.symbols),
+            last_msg_ms=self.rest.last_ok_ms, errors=self.rest.errors, **symbol_summary(self.symbols),
             detail=self.rest.last_error if polling and not fresh and self.rest.last_error else detail,
         )
 
@@ -234,42 +286,6 @@ class VenueProducer:
         await self._publisher.publish(self.health())
 
     # --- hot symbol reload --------------------------------------------------------------------------
-
-    async def _load_control(self) -> str:
-        """Take the latest control entry's symbols for this venue; returns the position to follow from."""
-        assert self._control_redis is not None
-        current = await latest(self._control_redis, self._names, Subject.CONTROL)
-        if current is None:
-            return "0-0"
-        assert isinstance(current.model, SymbolControl)
-        wanted = current.model.for_venue(self.venue.value) or self.symbols
-        if self.link.connections:
-            await self.apply_symbols(wanted)
-        else:
-            self.symbols = list(wanted)
-        return current.id
-
-    async def _follow_control(self, stop: asyncio.Event, position: str | None) -> None:
-        """Apply every control entry after ``position`` (loading the latest first when there is none yet),
-        riding out Redis outages with the control link's backoff."""
-        assert self._control_redis is not None
-        while position is None and not stop.is_set():
-            try:
-                position = await self._load_control()
-                self.control_link.ok()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                await self.control_link.pause(exc, stop)
-        if position is None:
-            return
-        stream = self._names.stream(Subject.CONTROL)
-        reader = FanoutReader(self._control_redis, {stream: position}, block_ms=250, link=self.control_link)
-        async for entry in reader.follow(stop):
-            delivery = decode_entry(self._names, entry)
-            if delivery is not None:
-                assert isinstance(delivery.model, SymbolControl)
-                await self.apply_symbols(delivery.model.for_venue(self.venue.value))
 
     async def apply_symbols(self, wanted: list[str]) -> None:
         """Diff-subscribe on the live socket: new symbols get a snapshot, dropped ones are forgotten."""

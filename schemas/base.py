@@ -7,18 +7,21 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
-_EXCHANGE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+SYMBOL_PATTERN = r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}"
+"""A canonical symbol, as a whole string (also the OpenAPI pattern)."""
+
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+_EXCHANGE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def _check_symbol(value: str) -> str:
-    if not _SYMBOL.match(value):
+    if not _SYMBOL.fullmatch(value):
         raise ValueError(f"symbol {value!r} is not canonical BASE-QUOTE (upper case, e.g. 'BTC-USD')")
     return value
 
 
 def _check_exchange(value: str) -> str:
-    if not _EXCHANGE.match(value):
+    if not _EXCHANGE.fullmatch(value):
         raise ValueError(f"exchange {value!r} must be a lower-case venue name such as 'coinbase' or 'kraken'")
     return value
 
@@ -29,8 +32,11 @@ CanonicalSymbol = Annotated[str, AfterValidator(_check_symbol)]
 ExchangeName = Annotated[str, AfterValidator(_check_exchange)]
 """A venue's lower-case name, also the middle part of hot-cache keys."""
 
-EpochMs = Annotated[int, Field(ge=0)]
-"""Milliseconds since the Unix epoch."""
+VENUES = ("coinbase", "kraken")
+"""The venues this build has producers for; control messages and market data naming another are rejected."""
+
+EpochMs = Annotated[int, Field(ge=0, le=2**53 - 1)]
+"""Milliseconds since the Unix epoch; at most 2**53 - 1, so JSON readers (JavaScript included) keep it exact."""
 
 
 class WireModel(BaseModel):

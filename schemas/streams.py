@@ -22,6 +22,7 @@ class Subject(StrEnum):
 
 DEADLETTER = "deadletter"
 BOOK_KEY_PREFIX = "md:book:"
+MARKETS_KEY_PREFIX = "md:markets:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,11 @@ class StreamNames:
     def book_key(self, exchange: str, symbol: str) -> str:
         """Hot-cache key holding the latest snapshot of one book (a hash with the stream entry's fields)."""
         return f"{self.prefix}{BOOK_KEY_PREFIX}{exchange}:{symbol}"
+
+    def markets_key(self, exchange: str) -> str:
+        """The set of canonical symbols ``exchange``'s producer can hold (its discovered markets): what
+        control requests and consumers check symbols against. Written by that producer at start."""
+        return f"{self.prefix}{MARKETS_KEY_PREFIX}{exchange}"
 
     def subject_of(self, stream: str) -> Subject:
         """Inverse of :meth:`stream`; raises ``ValueError`` for a key that is not one of ours."""

@@ -38,7 +38,7 @@ def trade(**overrides: Any) -> Trade:
 def health(**overrides: Any) -> Health:
     fields: dict[str, Any] = {
         "exchange": "kraken", "channel": Channel.WS, "status": FeedStatus.UP, "ts": T0_MS,
-        "last_msg_ms": T0_MS, "symbols": ["BTC-USD"],
+        "last_msg_ms": T0_MS, "symbol_count": 1, "symbols_digest": "0123456789abcdef",
     }
     return Health(**(fields | overrides))
 

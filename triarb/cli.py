@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from common.acl import AclConfigError, render_config
-from common.bus import FanoutReader, Publisher, latest
-from common.bus.group import GroupInUseError
+from common.bus import FanoutReader, Publisher
 from common.config import Role, Settings, VenueSettings
+from common.control import ControlRejected, publish_control, read_control_state
 from common.logging import configure_logging
+from common.markets import venue_catalog
 from common.redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
@@ -34,7 +36,6 @@ from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
-from consumers.persistence import GROUP as PERSISTENCE_GROUP
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureFormatError
@@ -44,7 +45,7 @@ from producers.replay import check_capture
 from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
 from schemas import Subject, SymbolControl
-from schemas.control import ALL_VENUES
+from schemas.control import ControlOp, ControlSource
 from triarb.stack import (
     StackError,
     capture_writer,
@@ -152,40 +153,39 @@ def cmd_symbols(args: argparse.Namespace, settings: Settings) -> None:
         run_async(show_symbols(settings))
         return
     try:
-        control = SymbolControl(
-            symbols={args.venue: args.symbols}, ts=time.time_ns() // 1_000_000, issued_by=args.issued_by
-        )
+        control = SymbolControl(op=ControlOp(args.action), symbols={args.venue: args.symbols},
+                                ts=time.time_ns() // 1_000_000, issued_by=args.issued_by)
     except ValidationError as exc:
         reasons = "; ".join(err["msg"] for err in exc.errors())
         raise CommandError(f"control message rejected: {reasons}") from exc
 
     async def publish() -> None:
-        redis = connect(settings, Role.DETECTOR)
+        redis = connect(settings, Role.CONTROL)
         try:
-            async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
-                await publisher.publish(control)
+            await publish_control(redis, settings, control)
+        except ControlRejected as exc:
+            raise CommandError(f"control message rejected: {exc}") from exc
         finally:
             await redis.aclose()
-        venue = "all venues" if args.venue == ALL_VENUES else args.venue
-        print(f"published to {settings.names.stream(Subject.CONTROL)}: {venue}: {', '.join(args.symbols)}")
+        print(f"published to {settings.names.stream(Subject.CONTROL)}: {args.action} {args.venue}: "
+              f"{', '.join(control.symbols[args.venue])}")
 
     run_async(publish())
 
 
 async def show_symbols(settings: Settings) -> None:
-    redis = connect(settings, Role.DASHBOARD)
+    """Per venue, the user set and the detector set as producers fold them; a producer holds their union."""
+    redis = connect(settings, Role.CONTROL)
     try:
-        delivery = await latest(redis, settings.names, Subject.CONTROL)
+        state = await read_control_state(redis, settings.names, {})
     finally:
         await redis.aclose()
-    if delivery is None:
-        print("no symbol control published yet (producers use their configured defaults)")
-        return
-    control = delivery.model
-    assert isinstance(control, SymbolControl)
-    print(f"latest control {delivery.id} by {control.issued_by}:")
-    for venue, symbols in control.symbols.items():
-        print(f"  {'all venues' if venue == ALL_VENUES else venue}: {', '.join(symbols) or '(none)'}")
+    for venue in [v.value for v in Venue]:
+        user = state.sets.get((ControlSource.USER, venue))
+        print(f"{venue}:")
+        shown = ", ".join(user) if user is not None else "not set (the producer holds its configured symbols)"
+        print(f"  user: {shown}")
+        print(f"  detector: {', '.join(state.current(ControlSource.DETECTOR, venue)) or '(none)'}")
 
 
 def cmd_redis_config(args: argparse.Namespace, settings: Settings) -> None:
@@ -289,8 +289,10 @@ def cmd_producer(args: argparse.Namespace, settings: Settings) -> None:
         service = ServiceEndpoint(f"producer-{venue.value}", host=settings.service_host, port=settings.service_port)
         try:
             async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
+                catalog = venue_catalog(venue.value, venue_settings.symbols + venue_settings.markets, settings.var_dir)
                 producer = VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
-                                         control_redis=redis, capture=capture_writer(settings, venue))
+                                         control_redis=redis, capture=capture_writer(settings, venue),
+                                         catalog=catalog)
                 service.add_check(venue.value, producer_check(producer))
                 probe = RedisProbe()
                 service.add_check("redis", probe.result)
@@ -320,7 +322,8 @@ def cmd_demo_venue(args: argparse.Namespace, settings: Settings) -> None:
             raise CommandError(f"cannot serve the demo venue on {args.host}:{args.port}: {exc.strerror}") from exc
         try:
             print(f"demo venue {venue.value}: {served.url} serving {', '.join(served.symbols)} "
-                  f"(triarb producer {venue.value} --venue-url {served.url})", flush=True)
+                  f"(triarb producer {venue.value} --venue-url {served.url} --symbols {' '.join(served.symbols)})",
+                  flush=True)
             await stop.wait()
         finally:
             await served.stop()
@@ -382,20 +385,17 @@ def cmd_persist(args: argparse.Namespace, settings: Settings) -> None:
         except ArchiveLockedError as exc:
             raise CommandError(str(exc)) from exc
         redis = connect(settings, Role.PERSISTENCE)
-        writer = PersistenceWriter(settings, redis, directory, gzip_rotated=args.gzip, group=args.group)
-        consumer = writer.consumer()
+        writer = PersistenceWriter(settings, redis, directory, gzip_rotated=args.gzip)
         probe = RedisProbe()
         try:
             async with ServiceEndpoint("persistence", settings.service_host, settings.service_port) as endpoint:
                 endpoint.add_check("redis", probe.result)
                 endpoint.add_check("files", lambda: CheckResult(True, f"{writer.written} entries written"))
-                print(f"persistence: writing NDJSON under {directory} (group {args.group}); "
-                      f"/healthz on port {endpoint.port}", flush=True)
+                print(f"persistence: writing NDJSON under {directory}; /healthz on port {endpoint.port}",
+                      flush=True)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(probe.watch(redis, stop))
-                    tasks.create_task(consumer.run(stop))
-        except* GroupInUseError as refused:
-            raise CommandError(str(refused.exceptions[0])) from None
+                    tasks.create_task(writer.run(stop))
         finally:
             writer.close()
             lock.release()
@@ -441,13 +441,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--raw", action="store_true", help="print fields as stored instead of a summary")
     tail.set_defaults(run=cmd_tail)
 
-    symbols = commands.add_parser("symbols", help="publish or show the symbol set producers subscribe to")
+    symbols = commands.add_parser(
+        "symbols", help="change or show the symbols producers hold (user set ∪ the detector's)",
+        description="Each change names one venue and leaves the others alone. A producer holds the union of "
+                    "the user set (its configured symbols until the first `set`) and the detector's set.")
     actions = symbols.add_subparsers(dest="action", required=True, metavar="ACTION")
-    set_ = actions.add_parser("set", help="publish a new symbol set on strategy.ctrl.symbols")
-    set_.add_argument("symbols", nargs="+", metavar="SYMBOL", help="canonical BASE-QUOTE, e.g. BTC-USD")
-    set_.add_argument("--venue", default=ALL_VENUES, help="venue it applies to (default: all venues)")
-    set_.add_argument("--issued-by", default="cli")
-    actions.add_parser("show", help="print the latest symbol set")
+    for op, verb in ((ControlOp.SET, "replace the user set of VENUE with"), (ControlOp.ADD, "add to VENUE"),
+                     (ControlOp.REMOVE, "remove from VENUE")):
+        change = actions.add_parser(op.value, help=f"{verb} SYMBOL...")
+        change.add_argument("venue", metavar="VENUE", choices=[v.value for v in Venue], help="coinbase or kraken")
+        change.add_argument("symbols", nargs="+", metavar="SYMBOL", help="canonical BASE-QUOTE, e.g. BTC-USD")
+        change.add_argument("--issued-by", default="cli", help="who asked (kept in the control entry)")
+    actions.add_parser("show", help="print each venue's user, detector and held sets")
     symbols.set_defaults(run=cmd_symbols)
 
     config = commands.add_parser("config", help="print the effective configuration, secrets masked")
@@ -486,8 +491,6 @@ def build_parser() -> argparse.ArgumentParser:
     persist = commands.add_parser("persist", help="persistence worker: every stream entry to NDJSON, exactly once")
     persist.add_argument("--dir", type=Path, help="data directory (default: var/data)")
     persist.add_argument("--gzip", action="store_true", help="gzip files when they rotate")
-    persist.add_argument("--group", default=PERSISTENCE_GROUP,
-                         help=f"consumer group of this archive (default {PERSISTENCE_GROUP}; one per directory)")
     persist.add_argument("--standby", action="store_true",
                          help="if another worker holds the directory, wait and take over when it stops")
     persist.set_defaults(run=cmd_persist)
@@ -511,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    os.umask(0o077)  # every file the stack writes (data, captures, caches, logs, archives) is private
     args = build_parser().parse_args(argv)
     if args.config is not None:  # the settings model reads TRIARB_CONFIG; --config is the same, per command
         os.environ["TRIARB_CONFIG"] = str(args.config)
@@ -524,6 +528,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.run(args, settings)
     except (CommandError, RedisNotConfiguredError) as exc:
         print(f"triarb: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+    except RedisError as exc:
+        print(f"triarb: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
 
 

@@ -19,7 +19,7 @@ from common import metrics
 from common.backoff import backoff_delays
 from common.bus import Publisher
 from common.config import Role, Settings, VenueSettings
-from common.markets import cache_path, load_markets
+from common.markets import cache_path, load_markets, venue_catalog
 from common.redis import EmbeddedRedis, EmbeddedRedisError, RedisEndpoint, connect, log_tail
 from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
@@ -109,7 +109,9 @@ async def _run_components(
             detector = DetectorService(settings, detector_redis, opportunities, markets)
             producers = [
                 VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
-                              control_redis=producer_redis, capture=capture_writer(settings, venue))
+                              control_redis=producer_redis, capture=capture_writer(settings, venue),
+                              catalog=venue_catalog(venue.value, venue_settings.symbols + venue_settings.markets,
+                                                    None if demo else settings.var_dir))
                 for venue, venue_settings in venues.items()
             ]
             for producer in producers:
@@ -123,7 +125,7 @@ async def _run_components(
                 for producer in producers:
                     group.create_task(producer.run(stop))
                 group.create_task(run_workers(detector, settings.detector.workers, stop))
-                group.create_task(writer.consumer().run(stop))
+                group.create_task(writer.run(stop))
                 group.create_task(serve_dashboard(settings, monitor_redis, control_redis, stop, on_ready=on_dashboard))
     finally:
         await service.stop()

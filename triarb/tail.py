@@ -40,8 +40,8 @@ def summarize(model: WireModel) -> str:
             f"errors={model.errors} gaps={model.gaps} checksum_failures={model.checksum_failures}{detail}"
         )
     if isinstance(model, SymbolControl):
-        venues = "; ".join(f"{venue}: {', '.join(symbols) or '-'}" for venue, symbols in model.symbols.items())
-        return f"by {model.issued_by}  {venues}"
+        venues = "; ".join(f"{venue}: {', '.join(symbols)}" for venue, symbols in model.symbols.items())
+        return f"{model.source}/{model.issued_by} {model.op}  {venues}"
     if isinstance(model, Opportunity):
         path = " > ".join(f"{leg.side} {leg.symbol}" for leg in model.legs)
         return (

@@ -4,7 +4,7 @@ Backends know Redis and nothing about venues; every field layout question goes t
 """
 
 from common.bus.entries import Delivery, StreamEntry
-from common.bus.fanout import NEW_ONLY, FanoutReader, decode_entry, latest
+from common.bus.fanout import NEW_ONLY, FanoutReader, decode_entry, history
 from common.bus.group import GroupConsumer, Handler, consumer_name
 from common.bus.publisher import PUBLISH_SCRIPT, Publisher, PublishError
 
@@ -20,5 +20,5 @@ __all__ = [
     "StreamEntry",
     "consumer_name",
     "decode_entry",
-    "latest",
+    "history",
 ]

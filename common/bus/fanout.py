@@ -111,11 +111,13 @@ def decode_entry(names: StreamNames, entry: StreamEntry) -> Delivery | None:
         return None
 
 
-async def latest(redis: Redis, names: StreamNames, subject: Subject) -> Delivery | None:
-    """The newest valid entry of ``subject`` (XREVRANGE), e.g. the control state a producer starts from."""
-    stream = names.stream(subject)
-    for entry in parse_range_reply(stream, await redis.xrevrange(stream, count=16)):
-        delivery = decode_entry(names, entry)
-        if delivery is not None:
-            return delivery
-    return None
+async def history(redis: Redis, stream: str, *, page: int = 500) -> AsyncIterator[StreamEntry]:
+    """Every entry ``stream`` still holds, oldest first, read in pages (XRANGE)."""
+    start = "-"
+    while True:
+        entries = parse_range_reply(stream, await redis.xrange(stream, start, "+", count=page))
+        for entry in entries:
+            yield entry
+        if len(entries) < page:
+            return
+        start = "(" + entries[-1].id

@@ -10,11 +10,6 @@ Redis faults are weather: a lost connection, a server loading its AOF or refusin
 restarts makes the worker back off (capped, jittered) and carry on from the group's position, first
 re-reading its own pending entries (``XREADGROUP ... 0``) so nothing it was handling waits for a reclaim.
 Acknowledgements that did not reach Redis are kept and sent again (XACK is idempotent).
-
-``ordered=True`` is for a single writer that must see every entry in stream order (persistence): it runs
-under a stable name, so after a crash its own pending entries come back to it first and in order; it
-refuses to share its group with another reader; a failing handler is retried on the same entries (never
-skipped past) until it succeeds or the worker is stopped.
 """
 
 from __future__ import annotations
@@ -30,13 +25,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from common import metrics
-from common.backoff import backoff_delays
+from common.bus.deadletter import DEADLETTER_MAXLEN, deadletter_record
 from common.bus.entries import Delivery, StreamEntry, parse_range_reply, parse_stream_reply, text
 from common.config import BusSettings
 from common.redis_link import RedisLink, is_transient
@@ -48,17 +42,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[list[Delivery]], Awaitable[None]]
 """Processes a batch; returning means its effects are durable and the batch may be acknowledged."""
 
-DEADLETTER_MAXLEN = 10_000
 IDLE_CONSUMER_FACTOR = 4
 """A consumer idle this many ``claim_idle_ms`` with nothing pending is gone for good: removed from the group."""
-
-
-class GroupInUseError(RuntimeError):
-    """An ordered worker found another reader in its group (see :meth:`GroupConsumer.check_sole_reader`)."""
-
-
-class HandlerFailed(Exception):
-    """An ordered consumer's handler raised: the same entries are retried after a pause."""
 
 
 def consumer_name() -> str:
@@ -81,7 +66,6 @@ class GroupConsumer:
         name: str | None = None,
         start_id: str = "$",
         deadletter_maxlen: int = DEADLETTER_MAXLEN,
-        ordered: bool = False,
         link: RedisLink | None = None,
     ) -> None:
         self._redis = redis
@@ -96,7 +80,6 @@ class GroupConsumer:
         self._to_ack: dict[str, list[str]] = {}
         self._claim_cursor = dict.fromkeys(self._streams, "0-0")
         self._next_claim_at = 0.0
-        self._ordered = ordered
         self.link = link or RedisLink(f"group-{group}")
         self._pending_cursor: dict[str, str] = {}
         """Per stream, where the re-read of our own pending entries stands; empty once done. Restarted from
@@ -120,19 +103,11 @@ class GroupConsumer:
         Transient Redis faults never end it: it backs off and resumes from the group's position.
         """
         stop = stop or asyncio.Event()
-        handler_delays = backoff_delays(0.1, 5.0)
         try:
             while not stop.is_set():
                 try:
                     await self._work(stop, burst=burst)
                     return
-                except HandlerFailed as exc:
-                    self._restart_pending()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(next(handler_delays)):
-                            await stop.wait()
-                    log.warning("retrying the same entries in order", extra={"group": self.group,
-                                                                             "error": str(exc.__cause__)})
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
@@ -144,8 +119,6 @@ class GroupConsumer:
 
     async def _work(self, stop: asyncio.Event, *, burst: bool) -> None:
         await self.ensure_groups()
-        if self._ordered and self._pending_cursor:
-            await self.check_sole_reader()
         self.link.ok()
         while not stop.is_set():
             if self._pending_cursor:
@@ -155,32 +128,13 @@ class GroupConsumer:
                 if batch:
                     await self._process(batch)
                 continue
-            if not self._ordered and await self.reclaim():
+            if await self.reclaim():
                 continue
             batch = await self._ack_and_read(block=not burst)
             if batch:
                 await self._process(batch)
-            elif burst and (self._ordered or not await self.reclaim(force=True)):
+            elif burst and not await self.reclaim(force=True):
                 return
-
-    async def check_sole_reader(self) -> None:
-        """An ordered worker must be its group's only reader (under a name that survives its restarts, so
-        its own pending entries come back to it in order). Another consumer that holds entries or read
-        recently means two archives share a group: refuse, since either would miss what the other got.
-        Consumers that are gone (idle, nothing pending) are removed."""
-        foreign_idle_ms = IDLE_CONSUMER_FACTOR * max(self._bus.claim_idle_ms, 1000)
-        for stream in self._streams:
-            for info in await self._redis.xinfo_consumers(stream, self.group):
-                name, pending, idle = text(info["name"]), int(info["pending"]), int(info["idle"])
-                if name == self.name:
-                    continue
-                if pending or idle < foreign_idle_ms:
-                    raise GroupInUseError(
-                        f"consumer group {self.group!r} on {stream} is also read by {name!r} ({pending} pending, "
-                        f"idle {idle / 1000:.0f}s): give this worker its own group, or remove that consumer "
-                        f"(XGROUP DELCONSUMER {stream} {self.group} {name}) if it is gone for good"
-                    )
-        await self.remove_idle_consumers(min_idle_ms=0)
 
     async def remove_idle_consumers(self, min_idle_ms: int | None = None) -> int:
         """XGROUP DELCONSUMER every other consumer with nothing pending that has been idle ``min_idle_ms``
@@ -288,10 +242,6 @@ class GroupConsumer:
         except Exception as exc:
             if is_transient(exc):
                 raise  # a Redis fault inside the handler: back off, then redo our pending entries
-            if self._ordered:
-                metrics.BUS_HANDLER_ERRORS.labels(stream=batch[0].stream, group=self.group).inc(len(batch))
-                log.exception("handler failed; retrying the same entries", extra={"group": self.group})
-                raise HandlerFailed(str(exc)) from exc
             # Left pending on purpose: reclaim retries it after claim_idle_ms, then dead-letters it.
             metrics.BUS_HANDLER_ERRORS.labels(stream=batch[0].stream, group=self.group).inc(len(batch))
             log.exception("handler failed; batch stays pending for retry", extra={"group": self.group,
@@ -302,22 +252,9 @@ class GroupConsumer:
 
     async def _deadletter(self, entry: StreamEntry, kind: str, reason: str, deliveries: int) -> None:
         """Move an entry to ``deadletter`` and acknowledge it, atomically (MULTI), so it is never lost."""
-        fields = {text(k): v.decode(errors="backslashreplace") for k, v in entry.fields.items()}
         pipe = self._redis.pipeline(transaction=True)
-        pipe.xadd(
-            self._names.deadletter,
-            {
-                "stream": entry.stream,
-                "id": entry.id,
-                "group": self.group,
-                "consumer": self.name,
-                "reason": reason,
-                "deliveries": deliveries,
-                "fields": orjson.dumps(fields),
-            },
-            maxlen=self._deadletter_maxlen,
-            approximate=True,
-        )
+        record = deadletter_record(entry, reason, f"{self.group}/{self.name}", deliveries=deliveries)
+        pipe.xadd(self._names.deadletter, record, maxlen=self._deadletter_maxlen, approximate=True)
         pipe.xack(entry.stream, self.group, entry.id)
         await pipe.execute()
         metrics.BUS_DEADLETTERED.labels(stream=entry.stream, reason=kind).inc()

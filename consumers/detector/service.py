@@ -25,7 +25,9 @@ from consumers.detector.evaluate import Book
 from consumers.detector.graph import Market, Triangle, enumerate_triangles
 from consumers.paper import PaperSimulation
 from schemas import CodecError, Opportunity, Snapshot, Subject, SymbolControl
+from schemas.checks import snapshot_problem
 from schemas.codec import decode_as
+from schemas.control import MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,19 @@ class DetectorService:
         self.published = 0
 
     async def announce_symbols(self) -> None:
-        """Tell producers which books the triangles need (``strategy.ctrl.symbols``)."""
-        symbols = {venue: detector.symbols() for venue, detector in self.detectors.items() if detector.triangles}
+        """Tell producers which books the triangles need (``strategy.ctrl.symbols``, source ``detector``:
+        producers hold it in addition to the user's set)."""
+        symbols = {}
+        for venue, detector in self.detectors.items():
+            needed = detector.symbols()
+            if len(needed) > MAX_SYMBOLS_PER_VENUE:
+                log.error("triangles need %d %s books, more than a control entry may name (%d): not announced",
+                          len(needed), venue, MAX_SYMBOLS_PER_VENUE)
+            elif needed:
+                symbols[venue] = needed
         if symbols:
-            await self._publisher.publish(SymbolControl(symbols=symbols, ts=self._clock_ms(), issued_by="detector"))
+            await self._publisher.publish(SymbolControl(op=ControlOp.SET, source=ControlSource.DETECTOR,
+                                                        symbols=symbols, ts=self._clock_ms(), issued_by="detector"))
             await self._publisher.flush()
 
     def consumer(self, name: str | None = None, start_id: str = "$") -> GroupConsumer:
@@ -113,12 +124,21 @@ class DetectorService:
         for venue, symbol in keys:
             pipe.hgetall(self._settings.names.book_key(venue, symbol))
         for (venue, symbol), fields in zip(keys, await pipe.execute(), strict=True):
-            if fields:
-                try:
-                    books[venue][symbol] = decode_as(Snapshot, fields)
-                except CodecError as exc:
-                    log.warning("unreadable hot-cache book", extra={"venue": venue, "symbol": symbol,
-                                                                      "error": exc.reason})
+            if not fields:
+                continue
+            try:
+                book = decode_as(Snapshot, fields)
+            except CodecError as exc:
+                problem: str | None = exc.reason
+            else:
+                problem = snapshot_problem(book) if (book.exchange, book.symbol) == (venue, symbol) \
+                    else f"holds {book.exchange}:{book.symbol}"
+            if problem is None:
+                books[venue][symbol] = book
+            else:
+                metrics.DETECTOR_UNTRUSTED_BOOKS.labels(venue=venue).inc()
+                log.warning("untrusted hot-cache book left out", extra={"venue": venue, "symbol": symbol,
+                                                                         "reason": problem})
         return books
 
     async def _paper_fill(self, opportunity: Opportunity) -> Opportunity:

@@ -1,4 +1,5 @@
-// Live view of triarb: feed tiles, opportunity table and an ROI chart, fed by server-sent events.
+// Live view of triarb: feed tiles, opportunity table and an ROI chart, fed by server-sent events, and each
+// venue's symbol sets (user ∪ detector), polled from /api/status.
 // EventSource reconnects by itself and sends Last-Event-ID, the stream id of the last opportunity seen,
 // so the server replays exactly what was missed; rows are keyed by opportunity id, never shown twice.
 "use strict";
@@ -8,6 +9,14 @@ const points = [];               // [ts_detect, roi_net] for the chart
 const MAX_ROWS = 200;
 
 function bps(x) { return (x * 1e4).toFixed(1) + " bps"; }
+
+// Stream data is shown as text, never parsed as HTML: a forged entry must not run script in this page.
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
 
 function renderFeed(health) {
   const id = `feed-${health.exchange}-${health.channel}`;
@@ -19,9 +28,11 @@ function renderFeed(health) {
   }
   tile.className = `tile ${health.status}`;
   tile.dataset.status = health.status;
-  tile.innerHTML = `<strong>${health.exchange} / ${health.channel}</strong> ${health.status}
-    <small>reconnects ${health.reconnects} · gaps ${health.gaps} · checksum fails ${health.checksum_failures}</small>
-    <small>${health.detail || ""}</small>`;
+  tile.replaceChildren(
+    element("strong", `${health.exchange} / ${health.channel}`), " ", element("span", health.status, "status"),
+    element("small", `${health.symbol_count} symbols` + (health.symbols_digest ? ` · ${health.symbols_digest}` : "")),
+    element("small", `reconnects ${health.reconnects} · gaps ${health.gaps} · checksum fails ${health.checksum_failures}`),
+    element("small", health.detail || ""));
 }
 
 function addOpportunity(op, streamId) {
@@ -30,10 +41,11 @@ function addOpportunity(op, streamId) {
   row.dataset.id = op.id;
   row.dataset.streamId = streamId || "";
   const fill = op.fill ? `${op.fill.status} ${op.fill.realized_pnl.toFixed(4)} ${op.start_asset}` : "-";
-  row.innerHTML = `<td>${new Date(op.ts_detect).toISOString().slice(11, 23)}</td><td>${op.cycle_id}</td>
-    <td class="${op.roi_net >= 0 ? "pos" : "neg"}">${bps(op.roi_net)}</td><td>${bps(op.roi_gross)}</td>
-    <td>${op.executable_notional.toPrecision(6)} ${op.start_asset}</td>
-    <td class="age" data-ts="${op.ts_detect}"></td><td>${fill}</td>`;
+  const age = element("td", undefined, "age");
+  age.dataset.ts = op.ts_detect;
+  row.append(element("td", new Date(op.ts_detect).toISOString().slice(11, 23)), element("td", op.cycle_id),
+    element("td", bps(op.roi_net), op.roi_net >= 0 ? "pos" : "neg"), element("td", bps(op.roi_gross)),
+    element("td", `${op.executable_notional.toPrecision(6)} ${op.start_asset}`), age, element("td", fill));
   const body = document.querySelector("#opportunities tbody");
   body.insertBefore(row, body.firstChild);
   seen.set(op.id, row);
@@ -65,10 +77,31 @@ function tickAges() {
   }
 }
 
+function symbolList(symbols) { return symbols.length ? symbols.join(", ") : "(none)"; }
+
+// One tile per venue: what its producer holds (the user's set ∪ the detector's), and both sets.
+function renderVenue(venue, sets) {
+  const id = `venue-${venue}`;
+  let tile = document.getElementById(id);
+  if (!tile) {
+    tile = element("div", undefined, "tile venue");
+    tile.id = id;
+    document.getElementById("symbols").appendChild(tile);
+  }
+  tile.dataset.holds = sets.holds.length;
+  const user = element("small", `user${sets.user_is_default ? " (configured default)" : ""} ${sets.user.length}: ` +
+    symbolList(sets.user), "user");
+  user.dataset.count = sets.user.length;
+  const detector = element("small", `detector ${sets.detector.length}: ${symbolList(sets.detector)}`, "detector");
+  detector.dataset.count = sets.detector.length;
+  tile.replaceChildren(element("strong", venue), " ", element("span", `holds ${sets.holds.length}`, "holds"),
+    element("small", symbolList(sets.holds), "held"), user, detector);
+}
+
 async function refreshStatus() {
   try {
     const status = await (await fetch("/api/status")).json();
-    document.getElementById("symbols").textContent = JSON.stringify(status.symbols, null, 1);
+    for (const [venue, sets] of Object.entries(status.symbols)) renderVenue(venue, sets);
   } catch (error) { /* offline: the badge says so */ }
 }
 

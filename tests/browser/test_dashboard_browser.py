@@ -17,9 +17,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+
+from schemas.codec import encode_fields
+from schemas.health import Channel, FeedStatus, Health
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
@@ -65,10 +69,26 @@ def demo_stack(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     stack.wait(timeout=30)
 
 
-def stream_opportunity_ids(var_dir: Path) -> list[str]:
+def client_as(var_dir: Path, role: str) -> redis.Redis:
     runtime = json.loads((var_dir / "redis.json").read_text())
-    client = redis.Redis(port=runtime["port"], username="dashboard", password=runtime["passwords"]["dashboard"])
-    return [fields[b"id"].decode() for _, fields in client.xrange("strategy.opportunity")]
+    return redis.Redis(port=runtime["port"], username=role, password=runtime["passwords"][role])
+
+
+def stream_opportunity_ids(var_dir: Path) -> list[str]:
+    return [fields[b"id"].decode() for _, fields in client_as(var_dir, "dashboard").xrange("strategy.opportunity")]
+
+
+def publish_degraded_feed(var_dir: Path) -> None:
+    """A health record of a feed holding no symbols, for a venue name no demo producer uses (so no live
+    record replaces it)."""
+    health = Health(exchange="testvenue", channel=Channel.WS, status=FeedStatus.DEGRADED, ts=int(time.time() * 1000),
+                    detail="holds no symbols: add some with triarb symbols")
+    fields = encode_fields(health)
+    client_as(var_dir, "producer").xadd("md.health", dict(zip(fields[::2], fields[1::2], strict=True)))
+
+
+async def border_color(page: Any, selector: str) -> str:
+    return str(await page.eval_on_selector(selector, "tile => getComputedStyle(tile).borderLeftColor"))
 
 
 async def test_page_shows_feeds_and_opportunities_and_resumes_after_a_server_restart(
@@ -89,6 +109,18 @@ async def test_page_shows_feeds_and_opportunities_and_resumes_after_a_server_res
         await page.wait_for_selector("#feed-kraken-ws[data-status=up]", timeout=30_000)
         await page.wait_for_selector("#opportunities tbody tr", timeout=45_000)  # the first planted mispricing
         await page.wait_for_selector("#connection.online")
+
+        status = await (await page.request.get(f"{url}/api/status")).json()
+        for venue, sets in status["symbols"].items():  # one tile per venue: what it holds, and both sets
+            await page.wait_for_selector(f"#venue-{venue}[data-holds='{len(sets['holds'])}']", timeout=15_000)
+            assert await page.get_attribute(f"#venue-{venue} .user", "data-count") == str(len(sets["user"]))
+            assert await page.get_attribute(f"#venue-{venue} .detector", "data-count") == str(len(sets["detector"]))
+        assert set(status["symbols"]) == {"coinbase", "kraken"}
+        publish_degraded_feed(var_dir)
+        await page.wait_for_selector("#feed-testvenue-ws[data-status=degraded]", timeout=15_000)
+        assert "0 symbols" in await page.inner_text("#feed-testvenue-ws")
+        assert await border_color(page, "#feed-testvenue-ws") not in {
+            await border_color(page, "#feed-coinbase-ws"), "rgb(160, 174, 192)"}  # neither up's nor the default
 
         dashboard.send_signal(signal.SIGKILL)
         dashboard.wait(timeout=10)

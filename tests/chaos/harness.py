@@ -159,7 +159,9 @@ class ChaosStack:
         for venue in ("coinbase", "kraken"):
             banner = self.spawn(f"venue-{venue}", ["demo-venue", venue], None)
             url = banner.split()[3]
-            self.spawn(f"producer-{venue}", ["producer", venue, "--venue-url", url], Role.PRODUCER)
+            served = banner.split(" serving ")[1].split(" (")[0].split(", ")  # the books its replay holds
+            self.spawn(f"producer-{venue}", ["producer", venue, "--venue-url", url, "--symbols", *served],
+                       Role.PRODUCER)
         self.spawn("detector", ["detector"], Role.DETECTOR)
         self.spawn("persistence", ["persist", "--dir", str(self.archive)], Role.PERSISTENCE)
         self.spawn("dashboard", ["dashboard"], Role.DASHBOARD)

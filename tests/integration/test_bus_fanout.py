@@ -7,10 +7,9 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from common.bus import FanoutReader, Publisher, decode_entry, latest
+from common.bus import FanoutReader, Publisher, decode_entry, history
 from common.config import Role, Settings
 from schemas import Subject
-from schemas.codec import encode_dict
 from tests import samples
 
 pytestmark = pytest.mark.integration
@@ -61,15 +60,12 @@ async def test_new_only_reader_misses_nothing_published_between_its_reads(
     assert [e.fields[b"trade_id"] for e in entries] == [b"new1", b"new2"]
 
 
-async def test_latest_returns_the_newest_valid_control_and_skips_a_corrupt_one(
-    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+async def test_history_yields_every_retained_entry_oldest_first_across_pages(
+    connect_as: Callable[..., Redis], admin: Redis
 ) -> None:
-    await publish(connect_as(Role.DETECTOR), settings, samples.control(symbols={"kraken": ["ETH-USD"]}))
-    await admin.xadd("strategy.ctrl.symbols", encode_dict(samples.control()) | {"symbols": "not json"})
-
-    newest = await latest(connect_as(Role.PRODUCER), settings.names, Subject.CONTROL)
-    assert newest is not None
-    assert newest.model.for_venue("kraken") == ["ETH-USD"]  # type: ignore[attr-defined]
+    ids = [(await admin.xadd("strategy.ctrl.symbols", {"n": str(n)})).decode() for n in range(7)]
+    seen = [entry.id async for entry in history(connect_as(Role.PRODUCER), "strategy.ctrl.symbols", page=3)]
+    assert seen == ids
 
 
 async def test_decode_entry_turns_an_invalid_entry_into_none(

@@ -114,17 +114,28 @@ def test_healthz_is_ok_and_metrics_count_published_entries(stack: Stack) -> None
         assert name in metrics, name
 
 
-def test_symbols_set_is_published_and_shown_back(stack: Stack) -> None:
-    assert stack.triarb("symbols", "set", "--venue", "kraken", "BTC-USD", "ETH-BTC").returncode == 0
-    shown = stack.triarb("symbols", "show")
-    assert "kraken: BTC-USD, ETH-BTC" in shown.stdout
+def test_symbols_set_changes_one_venue_and_is_shown_back(stack: Stack) -> None:
+    assert stack.triarb("symbols", "set", "kraken", "BTC-USD", "ETH-BTC").returncode == 0
+    assert stack.triarb("symbols", "add", "kraken", "ETH-USD").returncode == 0
+    shown = stack.triarb("symbols", "show").stdout
+    assert "kraken:\n  user: BTC-USD, ETH-BTC, ETH-USD\n" in shown
+    assert "coinbase:\n  user: not set" in shown
+    assert "detector: BTC-EUR, BTC-USD" in shown  # the demo detector's triangles' books, announced at start
 
 
-def test_bad_control_message_is_rejected_with_a_reason(stack: Stack) -> None:
-    result = stack.triarb("symbols", "set", "btc/usd")
-    assert result.returncode == 1
-    assert "control message rejected" in result.stderr
-    assert "not canonical BASE-QUOTE" in result.stderr
+@pytest.mark.parametrize("args, exit_code, reason", [
+    (("set", "kraken", "btc/usd"), 1, "not canonical BASE-QUOTE"),
+    (("add", "coinbase", "XXX-YYY"), 1, "coinbase lists no market XXX-YYY"),
+    (("set", "binance", "BTC-USD"), 2, "invalid choice: 'binance'"),
+    (("set", "kraken"), 2, "the following arguments are required: SYMBOL"),
+], ids=["not canonical", "not listed by the venue", "unknown venue", "no symbols"])
+def test_a_bad_symbols_command_is_refused_with_a_reason(
+    stack: Stack, args: tuple[str, ...], exit_code: int, reason: str
+) -> None:
+    before = stack.triarb("symbols", "show").stdout
+    result = stack.triarb("symbols", *args)
+    assert (result.returncode, reason in result.stderr) == (exit_code, True), result.stderr
+    assert stack.triarb("symbols", "show").stdout == before
 
 
 def test_dashboard_user_is_refused_xadd_but_can_xrange(stack: Stack) -> None:

@@ -1,64 +1,110 @@
-"""The dashboard over real HTTP: SSE resume by Last-Event-ID, the JSON API, the guarded symbol endpoint."""
+"""The dashboard over real HTTP: SSE resume by Last-Event-ID, the JSON API, the guarded symbol endpoint, and
+what every bad input gets back (``test_bad_input_gets_a_4xx_with_its_reason`` is the README's "Security" table).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import hypothesis
+import orjson
 import pytest
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from common.bus import Publisher
 from common.config import Role, Settings
+from common.markets import register_markets
+from dashboard.app import create_app
 from dashboard.server import serve_dashboard
+from schemas import SymbolControl
+from schemas.codec import decode_as
+from schemas.control import MAX_ENTRY_BYTES, ControlOp, ControlSource
 from tests import samples
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"
+CATALOGS = {"coinbase": ["BTC-EUR", "BTC-USD", "ETH-BTC", "ETH-USD"], "kraken": ["BTC-USD", "ETH-BTC", "ETH-USD"]}
+"""The markets each venue's producer registers in these tests (``md:markets:{venue}``)."""
 
 
 @pytest.fixture
-async def dashboard(settings: Settings, connect_as: Callable[..., Redis]) -> AsyncIterator[str]:
-    settings = settings.model_copy(update={"dashboard_port": 0, "dashboard_token": SecretStr(TOKEN)})
+async def catalogs(admin: Redis, settings: Settings) -> dict[str, list[str]]:
+    """Both producers' market catalogs registered (as admin: the test plays the producers)."""
+    for venue, symbols in CATALOGS.items():
+        await register_markets(admin, settings.names, venue, symbols)
+    return CATALOGS
+
+
+@contextlib.asynccontextmanager
+async def running_dashboard(settings: Settings, connect_as: Callable[..., Redis], token: str | None,
+                            reader: Redis | None = None) -> AsyncIterator[str]:
+    settings = settings.model_copy(update={"dashboard_port": 0,
+                                           "dashboard_token": SecretStr(token) if token is not None else None})
+    control = connect_as(Role.CONTROL) if token is not None else None
     stop, ready = asyncio.Event(), asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve_dashboard(settings, connect_as(Role.DASHBOARD), connect_as(Role.CONTROL), stop,
+    task = asyncio.create_task(serve_dashboard(settings, reader or connect_as(Role.DASHBOARD), control, stop,
                                                on_ready=ready.set_result))
     port = await asyncio.wait_for(ready, 10)
-    yield f"http://127.0.0.1:{port}"
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
-async def publish_opportunities(redis: Redis, settings: Settings, count: int) -> None:
+@pytest.fixture
+async def dashboard(settings: Settings, connect_as: Callable[..., Redis], catalogs: dict[str, list[str]]
+                    ) -> AsyncIterator[str]:
+    async with running_dashboard(settings, connect_as, TOKEN) as url:
+        yield url
+
+
+async def publish_opportunities(redis: Redis, settings: Settings, count: int, first: int = 0) -> None:
     async with Publisher(redis, settings.names, settings.streams, settings.bus) as pub:
-        for n in range(count):
+        for n in range(first, first + count):
             await pub.publish(samples.opportunity(id=f"opp-{n}"))
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str, str]]:
+    """(event, id, data) of each event, parsed from the raw SSE text."""
+    event, event_id, data = "", "", ""
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("id:"):
+            event_id = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            data = line.split(":", 1)[1].strip()
+        elif line == "" and event:
+            yield event, event_id, data
+            event, event_id, data = "", "", ""
 
 
 async def read_opportunity_events(
     http: aiohttp.ClientSession, url: str, count: int, headers: dict[str, str] | None = None
 ) -> list[tuple[str, str]]:
-    """(event id, opportunity id) of the first ``count`` opportunity events, parsed from the raw SSE text."""
+    """(event id, opportunity id) of the first ``count`` opportunity events."""
     found: list[tuple[str, str]] = []
-    event, event_id = "", ""
     async with http.get(url, headers=headers or {}) as response:
-        async for raw in response.content:
-            line = raw.decode().rstrip("\r\n")
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("id:"):
-                event_id = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event == "opportunity":
-                found.append((event_id, line.split('"id":"', 1)[1].split('"', 1)[0]))
+        async for event, event_id, data in sse_events(response):
+            if event == "opportunity":
+                found.append((event_id, orjson.loads(data)["id"]))
                 if len(found) == count:
-                    return found
+                    break
     return found
 
 
 async def test_reconnect_with_last_event_id_resumes_exactly_after_it(
-    admin: Redis, dashboard: str, connect_as: Callable[..., Redis], settings: Settings
+    dashboard: str, connect_as: Callable[..., Redis], settings: Settings
 ) -> None:
     await publish_opportunities(connect_as(Role.DETECTOR), settings, 10)
     async with aiohttp.ClientSession() as http:
@@ -68,12 +114,49 @@ async def test_reconnect_with_last_event_id_resumes_exactly_after_it(
     assert [o for _, o in rest] == [f"opp-{n}" for n in range(4, 10)]  # exactly the rest: none missed or doubled
 
 
+async def test_a_valid_but_old_last_event_id_replays_from_there(
+    dashboard: str, admin: Redis, connect_as: Callable[..., Redis], settings: Settings
+) -> None:
+    await publish_opportunities(connect_as(Role.DETECTOR), settings, 5)
+    ids = [entry_id.decode() for entry_id, _ in await admin.xrange("strategy.opportunity")]
+    async with aiohttp.ClientSession() as http:  # the second entry's id: the replay starts with the third
+        replayed = await read_opportunity_events(http, f"{dashboard}/events", 3, headers={"Last-Event-ID": ids[1]})
+    assert replayed == [(ids[2], "opp-2"), (ids[3], "opp-3"), (ids[4], "opp-4")]
+
+
+@pytest.mark.parametrize("start", ["99999999999999-0", str(2**64 - 1), f"{2**64 - 1}-{2**64 - 1}"],
+                         ids=["year-5138", "2^64-1", "2^64-1-2^64-1"])
+@pytest.mark.parametrize("empty_stream", [False, True], ids=["stream-with-entries", "empty-stream"])
+async def test_an_id_newer_than_the_stream_follows_new_entries(
+    dashboard: str, connect_as: Callable[..., Redis], settings: Settings, start: str, empty_stream: bool
+) -> None:
+    """XREAD after a future id would skip everything until the clock reached it: the start is clamped to the
+    stream's last entry (or 0-0), so the entries published after connecting arrive."""
+    if not empty_stream:
+        await publish_opportunities(connect_as(Role.DETECTOR), settings, 2)
+    async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
+        await pub.publish(samples.health())  # its event tells the test the stream has started
+    received: list[str] = []
+    async with aiohttp.ClientSession() as http, http.get(f"{dashboard}/events",
+                                                         headers={"Last-Event-ID": start}) as response:
+        assert response.status == 200
+        async for event, _, data in sse_events(response):
+            if event == "health" and not received:
+                received.append("health")
+                await publish_opportunities(connect_as(Role.DETECTOR), settings, 2, first=10)
+            elif event == "opportunity":
+                received.append(orjson.loads(data)["id"])
+                if len(received) == 3:
+                    break
+    assert received == ["health", "opp-10", "opp-11"]
+
+
 async def test_api_lists_opportunities_and_status(
-    admin: Redis, dashboard: str, connect_as: Callable[..., Redis], settings: Settings
+    dashboard: str, connect_as: Callable[..., Redis], settings: Settings
 ) -> None:
     await publish_opportunities(connect_as(Role.DETECTOR), settings, 3)
     async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
-        await pub.publish(samples.health())
+        await pub.publish(samples.health(status="degraded", symbol_count=0))
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{dashboard}/api/opportunities?limit=2") as response:
             newest = await response.json()
@@ -83,23 +166,280 @@ async def test_api_lists_opportunities_and_status(
             assert response.status == 200
     assert [o["id"] for o in newest] == ["opp-2", "opp-1"]
     assert status["streams"]["strategy.opportunity"]["length"] == 3
-    assert status["feeds"][0]["exchange"] == "kraken" and status["feeds"][0]["status"] == "up"
+    feed = status["feeds"][0]
+    assert (feed["exchange"], feed["status"], feed["symbol_count"]) == ("kraken", "degraded", 0)
+    assert "symbols" not in feed
 
 
-async def test_symbol_changes_need_the_token_and_known_markets(
-    admin: Redis, dashboard: str, connect_as: Callable[..., Redis], settings: Settings
+async def test_status_shows_each_venues_folded_symbol_sets(
+    dashboard: str, connect_as: Callable[..., Redis], settings: Settings
 ) -> None:
-    async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
-        await pub.publish(samples.snapshot("BTC-USD"))
-    body = {"symbols": {"coinbase": ["BTC-USD"]}}
+    """user set (configured until a user `set`) ∪ detector set, per venue, as the producers fold it."""
+    async with Publisher(connect_as(Role.DETECTOR), settings.names, settings.streams, settings.bus) as pub:
+        await pub.publish(SymbolControl(source=ControlSource.DETECTOR, symbols={"kraken": ["ETH-BTC", "BTC-USD"]}))
+        await pub.publish(SymbolControl(op=ControlOp.SET, symbols={"coinbase": ["BTC-EUR"]}))
+    async with aiohttp.ClientSession() as http, http.get(f"{dashboard}/api/status") as response:
+        symbols = (await response.json())["symbols"]
+    assert symbols == {
+        "coinbase": {"user": ["BTC-EUR"], "user_is_default": False, "detector": [], "holds": ["BTC-EUR"]},
+        "kraken": {"user": ["BTC-USD", "ETH-USD", "ETH-BTC"], "user_is_default": True,  # settings' default
+                   "detector": ["ETH-BTC", "BTC-USD"], "holds": ["BTC-USD", "ETH-USD", "ETH-BTC"]},
+    }
+
+
+async def test_a_valid_symbol_change_is_published_and_answered_with_the_entry(
+    dashboard: str, admin: Redis
+) -> None:
+    body = {"op": "add", "symbols": {"coinbase": ["BTC-EUR"], "kraken": ["ETH-BTC"]}}
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{dashboard}/api/symbols", json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 202
+        published = (await response.json())["published"]
+    [(_, fields)] = await admin.xrange("strategy.ctrl.symbols")
+    on_stream = decode_as(SymbolControl, fields)
+    assert on_stream.model_dump(mode="json") == published
+    assert (on_stream.op, on_stream.source, on_stream.issued_by) == (ControlOp.ADD, ControlSource.USER, "dashboard")
+    assert on_stream.symbols == {"coinbase": ["BTC-EUR"], "kraken": ["ETH-BTC"]}
+
+
+async def test_symbol_changes_are_refused_when_no_token_is_configured(
+    settings: Settings, connect_as: Callable[..., Redis], catalogs: dict[str, list[str]], admin: Redis
+) -> None:
+    async with running_dashboard(settings, connect_as, token=None) as url, aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/symbols", json={"symbols": {"coinbase": ["BTC-USD"]}},
+                             headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            assert response.status == 403
+            assert "TRIARB_DASHBOARD_TOKEN" in (await response.json())["detail"]
+    assert await admin.xlen("strategy.ctrl.symbols") == 0
+
+
+async def test_redis_away_is_a_503_to_retry_and_any_other_failure_a_bare_500(
+    settings: Settings, connect_as: Callable[..., Redis]
+) -> None:
+    """No traceback or Redis reply text reaches the client: an outage says "retry", a bug says nothing."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    unreachable = Redis(port=dead_port, socket_connect_timeout=1)
+    not_allowed = connect_as(Role.CONTROL)  # a real user the dashboard's reads are refused to (NOPERM)
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{dashboard}/api/symbols", json=body) as response:
-            assert response.status == 401
-        auth = {"Authorization": f"Bearer {TOKEN}"}
-        async with http.post(f"{dashboard}/api/symbols", json={"symbols": {"coinbase": ["NOPE-USD"]}},
-                             headers=auth) as response:
-            assert response.status == 422
-            assert "unknown markets: NOPE-USD" in (await response.json())["detail"]
-        async with http.post(f"{dashboard}/api/symbols", json=body, headers=auth) as response:
-            assert response.status == 202
-    assert await admin.xlen("strategy.ctrl.symbols") == 1
+        async with running_dashboard(settings, connect_as, TOKEN, reader=unreachable) as url, \
+                http.get(f"{url}/api/opportunities") as response:
+            assert (response.status, response.headers["Retry-After"]) == (503, "1")
+            assert (await response.json())["detail"] == "Redis is unavailable, retry shortly: ConnectionError"
+        async with running_dashboard(settings, connect_as, TOKEN, reader=not_allowed) as url, \
+                http.get(f"{url}/api/opportunities") as response:
+            assert (response.status, await response.text()) == (500, "Internal Server Error")
+    await unreachable.aclose()
+
+
+# --- every bad input: its answer and reason, and nothing written --------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request as raw bytes on the wire, so header octets are exactly what the row says."""
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, bytes], ...] = ()
+    body: bytes | None = None
+    chunked: bool = False
+    declared_length: int | None = None
+    """Content-Length to claim while sending no body (the server must answer without waiting for it)."""
+
+
+def auth(value: bytes = b"Bearer " + TOKEN.encode()) -> tuple[str, bytes]:
+    return "Authorization", value
+
+
+def post_json(body: Any, *, token: bytes | None = b"Bearer " + TOKEN.encode()) -> Sent:
+    headers = (("Content-Type", b"application/json"),) + ((auth(token),) if token is not None else ())
+    return Sent("POST", "/api/symbols", headers, orjson.dumps(body) if not isinstance(body, bytes) else body)
+
+
+def last_event_id(value: str) -> Sent:
+    return Sent("GET", "/events", (("Last-Event-ID", value.encode()),))
+
+
+VALID = {"symbols": {"coinbase": ["BTC-USD"]}}
+OVER_LIMIT = b'{"symbols": {"coinbase": ["BTC-USD"]}}'.ljust(MAX_ENTRY_BYTES + 1)  # JSON allows trailing spaces
+
+BAD_INPUTS = [
+    # (id, request, status, text in the answer)
+    ("no-token", post_json(VALID, token=None), 401, "valid bearer token"),
+    ("wrong-token", post_json(VALID, token=b"Bearer nope"), 401, "valid bearer token"),
+    ("non-ascii-token", post_json(VALID, token="Bearer é\xff".encode("latin-1")), 401, "valid bearer token"),
+    ("utf8-token", post_json(VALID, token="Bearer s3cret-tokén".encode()), 401, "valid bearer token"),
+    ("10kb-token", post_json(VALID, token=b"Bearer " + b"a" * 10_000), 401, "valid bearer token"),
+    ("basic-scheme", post_json(VALID, token=b"Basic " + TOKEN.encode()), 401, "valid bearer token"),
+    ("control-char-token", post_json(VALID, token=b"Bearer \x01\x7f" + TOKEN.encode()), 401, "valid bearer token"),
+    ("bad-json-no-token", post_json(b"{not json", token=None), 401, "valid bearer token"),  # auth before parsing
+    ("30mb-declared-no-token", Sent("POST", "/api/symbols", (), declared_length=30_000_000), 401, "bearer token"),
+    ("30mb-declared", Sent("POST", "/api/symbols", (auth(),), declared_length=30_000_000), 413, "limit of 65536"),
+    ("over-limit-by-1", post_json(OVER_LIMIT), 413, "limit of 65536"),
+    ("over-limit-chunked", Sent("POST", "/api/symbols", (auth(),), OVER_LIMIT, chunked=True), 413, "limit of 65536"),
+    ("not-json", post_json(b"{not json"), 422, "Invalid JSON"),
+    ("empty-body", post_json(b""), 422, "Invalid JSON"),
+    ("unknown-venue", post_json({"symbols": {"coinbase": ["BTC-EUR"], "notavenue": ["BTC-USD"]}}), 422,
+     "unknown venue 'notavenue'"),
+    ("unlisted-market", post_json({"symbols": {"coinbase": ["NOPE-USD"]}}), 422, "coinbase lists no market NOPE-USD"),
+    ("market-of-another-venue", post_json({"symbols": {"kraken": ["BTC-EUR"]}}), 422,
+     "kraken lists no market BTC-EUR"),
+    ("flat-list", post_json({"symbols": ["BTC-USD"]}), 422, "symbols: Input should be an object"),
+    ("unknown-op", post_json({"op": "replace", **VALID}), 422, "op: Input should be 'set', 'add' or 'remove'"),
+    ("extra-field", post_json({"source": "detector", **VALID}), 422, "source: Extra inputs are not permitted"),
+    ("empty-list", post_json({"symbols": {"coinbase": []}}), 422, "coinbase: names no symbols"),
+    ("lower-case-symbol", post_json({"symbols": {"coinbase": ["btc-usd"]}}), 422, "is not canonical BASE-QUOTE"),
+    ("1001-symbols", post_json({"symbols": {"coinbase": [f"A{n}-USD" for n in range(1001)]}}), 422,
+     "more than the limit of 1000"),
+    ("sse-id-trailing-dash", last_event_id("1-"), 422, "string_pattern_mismatch"),
+    ("sse-id-30-digits", last_event_id("1" * 30), 422, "string_pattern_mismatch"),
+    ("sse-id-5000-digits", last_event_id("1" * 5_000), 422, "string_pattern_mismatch"),
+    ("sse-since-100000-digits", Sent("GET", "/events?since=" + "1" * 100_000), 422, "string_pattern_mismatch"),
+    ("sse-since-2^64", Sent("GET", f"/events?since={2**64}-0"), 422, "each part must be at most"),
+    ("sse-id-seq-2^64", last_event_id(f"1-{2**64}"), 422, "each part must be at most"),
+    ("sse-id-signed", last_event_id("-1"), 422, "string_pattern_mismatch"),
+    ("sse-since-plus", Sent("GET", "/events?since=%2B1"), 422, "string_pattern_mismatch"),
+    ("sse-since-space", Sent("GET", "/events?since=%201"), 422, "string_pattern_mismatch"),
+    ("sse-since-three-parts", Sent("GET", "/events?since=1-2-3"), 422, "string_pattern_mismatch"),
+    ("sse-since-arabic-digit", Sent("GET", "/events?since=%D9%A1"), 422, "string_pattern_mismatch"),
+    ("sse-since-empty", Sent("GET", "/events?since="), 422, "string_pattern_mismatch"),
+    ("min-roi-nan", Sent("GET", "/api/opportunities?min_roi=nan"), 422, "finite_number"),
+    ("min-roi-inf", Sent("GET", "/api/opportunities?min_roi=inf"), 422, "finite_number"),
+    ("min-roi-2", Sent("GET", "/api/opportunities?min_roi=2"), 422, "less_than_equal"),
+    ("limit-0", Sent("GET", "/api/opportunities?limit=0"), 422, "greater_than_equal"),
+    ("limit-huge", Sent("GET", "/api/opportunities?limit=" + "9" * 5000), 422, "int_parsing"),
+]
+
+
+async def send_raw(base_url: str, sent: Sent) -> tuple[int, str]:
+    """Send ``sent`` on a fresh connection; (status, body text) of the answer."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = [f"{sent.method} {sent.target} HTTP/1.1".encode(), f"Host: {host}".encode(), b"Connection: close"]
+    head += [name.encode() + b": " + value for name, value in sent.headers]
+    if sent.chunked:
+        head.append(b"Transfer-Encoding: chunked")
+    elif sent.declared_length is not None:
+        head.append(f"Content-Length: {sent.declared_length}".encode())
+    elif sent.body is not None:
+        head.append(f"Content-Length: {len(sent.body)}".encode())
+    payload = b"\r\n".join(head) + b"\r\n\r\n"
+    if sent.chunked and sent.body is not None:
+        for start in range(0, len(sent.body), 8192):
+            chunk = sent.body[start:start + 8192]
+            payload += f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        payload += b"0\r\n\r\n"
+    elif sent.declared_length is None and sent.body is not None:
+        payload += sent.body
+    with contextlib.suppress(ConnectionError):  # the server may answer and close before reading everything
+        writer.write(payload)
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2].decode("latin-1")
+
+
+@pytest.mark.parametrize(("sent", "status", "reason"), [row[1:] for row in BAD_INPUTS],
+                         ids=[row[0] for row in BAD_INPUTS])
+async def test_bad_input_gets_a_4xx_with_its_reason(
+    dashboard: str, admin: Redis, sent: Sent, status: int, reason: str
+) -> None:
+    """Each row: the answer's status and a reason in it; no bad input writes a control entry or gets a 5xx.
+    (400 rows are refused by the HTTP server itself, uvicorn's h11, before the app sees them.)"""
+    got_status, body = await send_raw(dashboard, sent)
+    assert (got_status, reason in body) == (status, True), body[:500]
+    assert await admin.xlen("strategy.ctrl.symbols") == 0
+
+
+@pytest.mark.parametrize("body_size", [MAX_ENTRY_BYTES, MAX_ENTRY_BYTES + 1], ids=["exactly-the-limit", "one-over"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(
+    dashboard: str, admin: Redis, body_size: int, chunked: bool
+) -> None:
+    body = orjson.dumps(VALID).ljust(body_size)
+    sent = Sent("POST", "/api/symbols", (auth(), ("Content-Type", b"application/json")), body, chunked=chunked)
+    status, _ = await send_raw(dashboard, sent)
+    assert (status, await admin.xlen("strategy.ctrl.symbols")) == ((202, 1) if body_size == MAX_ENTRY_BYTES
+                                                                     else (413, 0))
+
+
+async def test_a_streamed_body_is_refused_as_soon_as_it_passes_the_limit(dashboard: str, admin: Redis) -> None:
+    """A chunked body with no end in sight: the answer comes once 64 KiB + 1 have arrived, not at its end."""
+    host, port = dashboard.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST /api/symbols HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    chunk = b" " * 8192
+    for _ in range(MAX_ENTRY_BYTES // len(chunk) + 1):  # 72 KiB sent; the terminating 0-chunk never is
+        writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.split()[1] == b"413"
+    assert await admin.xlen("strategy.ctrl.symbols") == 0
+
+
+async def test_a_venue_whose_producer_has_not_registered_its_markets_is_refused(
+    dashboard: str, admin: Redis, settings: Settings
+) -> None:
+    await admin.delete(settings.names.markets_key("kraken"))
+    body = {"symbols": {"coinbase": ["BTC-USD"], "kraken": ["BTC-USD"]}}
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{dashboard}/api/symbols", json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 422
+        assert "kraken: no market list registered (is the kraken producer running?)" in (await response.json())[
+            "detail"]
+    assert await admin.xlen("strategy.ctrl.symbols") == 0  # coinbase's part is not written either
+
+
+# --- any Authorization octets, straight into the ASGI app ----------------------------------------------
+
+
+async def call_app(app: Any, headers: list[tuple[bytes, bytes]], body: bytes, *, hang_up: bool = False) -> int:
+    """POST /api/symbols to the ASGI ``app`` in this event loop (``hang_up``: the client disconnects after
+    the first part of the body); the answer's status."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/symbols", "raw_path": b"/api/symbols", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": body, "more_body": hang_up}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+@hypothesis.settings(max_examples=300, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(value=st.binary(max_size=2_000) | st.binary(max_size=2_000).map(lambda rest: b"Bearer " + rest))
+@hypothesis.example(value=b"Bearer \x00\x01\x1f\x7f" + TOKEN.encode())  # control characters
+@hypothesis.example(value=b"Bearer s3cret-\r\ntoken")  # a line break inside
+@hypothesis.example(value=b"Bearer\t" + TOKEN.encode())  # tab instead of space
+@hypothesis.example(value=b"Bearer " + bytes(range(256)))  # every octet
+@hypothesis.example(value=b"Bearer " + b"\xff" * 1_000_000)  # 1 MB
+@hypothesis.example(value="Bearer é\xff".encode("latin-1"))  # the one that was a 500
+async def test_any_authorization_value_but_the_token_gets_401_from_the_app_itself(
+    settings: Settings, connect_as: Callable[..., Redis], value: bytes
+) -> None:
+    """Octets no HTTP server would pass on, straight into the ASGI app: 401, never a 500."""
+    hypothesis.assume(TOKEN.encode() not in value)
+    app = create_app(settings.model_copy(update={"dashboard_token": SecretStr(TOKEN)}), connect_as(Role.DASHBOARD),
+                     connect_as(Role.CONTROL))
+    assert await call_app(app, [(b"authorization", value)], orjson.dumps(VALID)) == 401
+
+
+async def test_a_client_that_hangs_up_mid_body_gets_400_not_an_error(
+    settings: Settings, connect_as: Callable[..., Redis], admin: Redis
+) -> None:
+    app = create_app(settings.model_copy(update={"dashboard_token": SecretStr(TOKEN)}), connect_as(Role.DASHBOARD),
+                     connect_as(Role.CONTROL))
+    assert await call_app(app, [(b"authorization", b"Bearer " + TOKEN.encode())], b'{"symbols": ', hang_up=True) == 400
+    assert await admin.xlen("strategy.ctrl.symbols") == 0

@@ -37,7 +37,8 @@ async def publish_session(producer: Redis, settings: Settings) -> None:
             await pub.publish(book("ETH-USD", 2_999, 3_000, seq, now))
             await pub.publish(book("SOL-USD", 149.9, 150, seq, now))
             await pub.publish(book("SOL-BTC", 0.0024995, 0.0025, seq, now))
-            await pub.publish(book("ETH-BTC", 0.04995, 0.05 * (0.97 if seq == 5 else 1.0), seq, now))
+            shift = 0.97 if seq == 5 else 1.0  # the whole book moves: a crossed book is refused as impossible
+            await pub.publish(book("ETH-BTC", 0.04995 * shift, 0.05 * shift, seq, now))
 
 
 async def detect(connect_as: Callable[..., Redis], settings: Settings, workers: int) -> list[Opportunity]:
@@ -45,7 +46,7 @@ async def detect(connect_as: Callable[..., Redis], settings: Settings, workers: 
     async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
         service = DetectorService(settings, redis, publisher, MARKETS)
         await run_workers(service, workers, asyncio.Event(), burst=True, start_id="0")
-    entries = await redis.xrange("strategy.opportunity")
+    entries = await connect_as(Role.DASHBOARD).xrange("strategy.opportunity")  # the detector only appends
     return [decode_as(Opportunity, fields) for _, fields in entries]
 
 

@@ -64,6 +64,31 @@ def test_data_lives_in_an_append_only_file_under_var(tmp_path: Path) -> None:
         assert admin.xlen("md.trade") == 1  # survived the restart
 
 
+def test_data_files_are_private_even_under_a_permissive_umask(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path)
+    data_dir = tmp_path / "redis"
+    data_dir.mkdir(mode=0o755)  # left by an older version, world-readable
+    (data_dir / "old.aof").write_bytes(b"")
+    os.chmod(data_dir / "old.aof", 0o644)
+    previous = os.umask(0o022)
+    try:
+        with EmbeddedRedis(settings, port=0) as endpoint:
+            with connect_sync(settings, Role.ADMIN, endpoint=endpoint) as admin:
+                admin.xadd("md.trade", {"v": "1"})
+                admin.bgrewriteaof()  # a base file and a new incremental file, written by the server itself
+                assert wait_until(lambda: admin.info("persistence")["aof_rewrite_in_progress"] == 0)
+    finally:
+        os.umask(previous)
+
+    written = list(data_dir.rglob("*"))
+    assert {"appendonlydir", "redis.log", "users.acl"} <= {path.name for path in written}
+    assert any(path.name.endswith(".base.rdb") for path in written)
+    for path in [data_dir, *written]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, (path, oct(mode))
+        assert not path.is_dir() or mode == 0o700, (path, oct(mode))
+
+
 def test_runtime_file_is_private_and_lets_other_commands_connect_as_each_role(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path)
     with EmbeddedRedis(settings, port=0):

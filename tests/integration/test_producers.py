@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from common.bus import Publisher
 from common.config import ProducerSettings, Role, Settings, VenueSettings
+from common.control import publish_control
 from producers.book import OrderBook
 from producers.connection import LinkState
 from producers.fakerest import FakeRest
@@ -79,7 +80,7 @@ async def running(
         producer = VenueProducer(
             request.param, VenueSettings(url=url, symbols=["BTC-USD", "ETH-USD"], rest_url=rest_url, rest_poll_hz=50),
             producer_settings, publisher,
-            names=settings.names, control_redis=connect_as(Role.PRODUCER),
+            names=settings.names, control_redis=connect_as(Role.PRODUCER), catalog=list(venue.markets),
         )
         task = asyncio.create_task(producer.run(stop))
         running = Running(venue, producer, admin, stop, rest)
@@ -155,8 +156,7 @@ async def test_hot_reload_adds_and_removes_symbols_without_reconnecting(
 ) -> None:
     client = running.venue.clients[0]
     control = SymbolControl(symbols={running.venue.venue.value: ["BTC-USD", "SOL-USD"]}, issued_by="test")
-    async with Publisher(connect_as(Role.DETECTOR), settings.names, settings.streams, settings.bus) as pub:
-        await pub.publish(control)
+    await publish_control(connect_as(Role.CONTROL), settings, control)
     await eventually(lambda: running.cached_top("SOL-USD"))
     await eventually(lambda: "ETH-USD" not in running.producer.feed.books)
     assert running.venue.clients == [client]  # the very same socket

@@ -76,7 +76,8 @@ def test_redis_config_renders_a_config_the_real_server_accepts(tmp_path: Path) -
         f"TRIARB_REDIS_PASSWORDS__{role.upper()}": f"pw-{role}"
         for role in ("admin", "producer", "detector", "persistence", "dashboard", "control")}
     subprocess.run([sys.executable, "-m", "triarb.cli", "redis-config", "--out", str(tmp_path / "run")], env=env,
-                   check=True, capture_output=True, cwd=tmp_path)
+                   check=True, capture_output=True, cwd=tmp_path, umask=0o022)
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700  # `triarb` makes what it writes private
     port = free_port()
     server = subprocess.Popen(["redis-server", str(tmp_path / "run" / "redis.conf"), "--aclfile",
                                str(tmp_path / "run" / "users.acl"), "--port", str(port), "--dir", str(tmp_path)],
