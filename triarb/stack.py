@@ -100,6 +100,7 @@ async def _run_components(
                 served = await start_demo_venue(venue)
                 demo_venues.append(served)
                 venues[venue] = VenueSettings(url=served.url, symbols=served.symbols, book_depth=served.depth)
+                setattr(settings.producers, venue.value, venues[venue])  # what the dashboard shows as defaults
         await service.start()
         markets = detector_markets(settings, venues)
         async with (
