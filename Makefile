@@ -56,8 +56,10 @@ pytest: bootstrap browser-deps
 
 test: lint typecheck pytest  ## the whole suite: lint, types, unit, integration and the fast fault tests
 
-chaos: bootstrap  ## every fault (Redis kill/SHUTDOWN/3 s/30 s outages, worker kills, stalls); prints the table
+chaos: bootstrap  ## every fault (Redis kill/SHUTDOWN/3 s/30 s outages, worker kills, stalls) and its table, then 10k-example fuzzing
 	$(BIN)/pytest -q -m chaos tests/chaos
+	TRIARB_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q --timeout=900 tests/unit/test_fuzz.py \
+	  tests/integration/test_dashboard_schemathesis.py
 
 bench-bus: bootstrap  ## bus publish/drain throughput as ratios to redis-benchmark and a plain loop
 	$(BIN)/python scripts/bench_bus.py

@@ -51,7 +51,7 @@ class SymbolControl(WireModel):
     op: ControlOp = ControlOp.SET
     source: ControlSource = ControlSource.USER
     symbols: dict[str, list[CanonicalSymbol]] = Field(
-        description="venue → symbols; only these venues change", min_length=1, max_length=len(VENUES))
+        description="venue → symbols; only these venues change", min_length=1)
     ts: EpochMs = 0
     issued_by: str = Field(default="cli", min_length=1, max_length=64)
 
@@ -92,7 +92,7 @@ class SymbolState:
 
     def current(self, source: ControlSource, venue: str) -> list[str]:
         if (source, venue) in self.sets:
-            return self.sets[source, venue]
+            return list(self.sets[source, venue])
         return list(self.defaults.get(venue, [])) if source is ControlSource.USER else []
 
     def apply(self, control: SymbolControl, venues: Iterable[str] | None = None) -> None:

@@ -8,9 +8,12 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from schemas import (
+    Channel,
     CodecError,
+    FeedStatus,
     Health,
     Leg,
     Opportunity,
@@ -23,38 +26,42 @@ from schemas import (
     decode,
     encode_fields,
 )
-from schemas.base import WireModel
+from schemas.base import VENUES, WireModel
 from schemas.codec import encode_dict
+from schemas.control import ControlOp, ControlSource
 from schemas.opportunity import FillLeg, FillStatus, FillTrace
 from tests import samples
 
 symbols = st.from_regex(r"\A[A-Z0-9]{1,6}-[A-Z0-9]{1,6}\Z")
 exchanges = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z")
-epoch_ms = st.integers(min_value=0, max_value=2**53)
+u64 = st.integers(min_value=0, max_value=2**64 - 1)  # the widest integer orjson carries inside JSON
+epoch_ms = st.integers(min_value=0, max_value=2**53 - 1)  # EpochMs' bound: JavaScript reads it exactly
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-positive = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infinity=False)
-levels = st.lists(st.tuples(positive, positive, positive), max_size=10)
+positive = st.floats(min_value=0, exclude_min=True, allow_infinity=False)  # subnormals to 1.8e308
+levels = st.lists(st.tuples(finite, finite, finite), max_size=10)  # the codec carries any book; checks judge it
 texts = st.text(max_size=40)
 
 snapshots = st.builds(
     Snapshot, exchange=exchanges, symbol=symbols, ts_event=epoch_ms, ts_ingest=epoch_ms, bids=levels,
     asks=levels, source=st.sampled_from(list(Source)),
-    latency_ms=st.dictionaries(texts, finite, max_size=3), book_seq=st.integers(min_value=0, max_value=2**62),
-    venue_seq=st.none() | st.integers(min_value=0, max_value=2**62),
+    latency_ms=st.dictionaries(texts, finite, max_size=3), book_seq=u64,
+    venue_seq=st.none() | st.integers(min_value=-(2**63), max_value=2**64 - 1),
     checksum=st.none() | st.integers(0, 2**32 - 1),
 )
 trades = st.builds(
     Trade, exchange=exchanges, symbol=symbols, price=positive, size=positive, ts_event=epoch_ms,
     ts_ingest=epoch_ms, trade_id=st.none() | texts,
 )
+counts = st.integers(0, 10**9)
 healths = st.builds(
-    Health, exchange=exchanges, ts=epoch_ms, last_msg_ms=st.none() | epoch_ms,
-    reconnects=st.integers(0, 10**9), errors=st.integers(0, 10**9), gaps=st.integers(0, 10**9),
-    checksum_failures=st.integers(0, 10**9), symbols=st.lists(symbols, max_size=5), detail=st.none() | texts,
+    Health, exchange=exchanges, channel=st.sampled_from(list(Channel)), status=st.sampled_from(list(FeedStatus)),
+    ts=epoch_ms, last_msg_ms=st.none() | epoch_ms, reconnects=counts, errors=counts, gaps=counts,
+    checksum_failures=counts, symbol_count=counts, symbols_digest=st.none() | st.from_regex(r"\A[0-9a-f]{16}\Z"),
+    redis_reconnects=counts, redis_down_s=st.floats(min_value=0, max_value=1e9), detail=st.none() | texts,
 )
 controls = st.builds(
-    SymbolControl,
-    symbols=st.dictionaries(st.sampled_from(["*", "coinbase", "kraken"]), st.lists(symbols, max_size=5)),
+    SymbolControl, op=st.sampled_from(list(ControlOp)), source=st.sampled_from(list(ControlSource)),
+    symbols=st.dictionaries(st.sampled_from(VENUES), st.lists(symbols, min_size=1, max_size=5), min_size=1),
     ts=epoch_ms, issued_by=st.text(min_size=1, max_size=64),
 )
 legs = st.builds(Leg, symbol=symbols, price=positive, size=positive, fee=positive, ts_event=epoch_ms)
@@ -74,24 +81,24 @@ opportunities = st.builds(
     fill=st.none() | fills,
 )
 
+VALID_MODELS: dict[Subject, st.SearchStrategy[Any]] = {
+    Subject.SNAPSHOT: snapshots,
+    Subject.TRADE: trades,
+    Subject.HEALTH: healths,
+    Subject.CONTROL: controls,
+    Subject.OPPORTUNITY: opportunities,
+}
+"""Valid models of every subject (tests/unit/test_fuzz.py reuses them with a larger budget)."""
+
 
 def as_redis_returns(model: WireModel) -> dict[bytes, bytes]:
     """Fields exactly as redis-py hands them back: bytes keys and values."""
     return {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in encode_dict(model).items()}
 
 
-@pytest.mark.parametrize(
-    ("subject", "strategy"),
-    [
-        (Subject.SNAPSHOT, snapshots),
-        (Subject.TRADE, trades),
-        (Subject.HEALTH, healths),
-        (Subject.CONTROL, controls),
-        (Subject.OPPORTUNITY, opportunities),
-    ],
-)
-def test_every_subject_round_trips_through_stream_fields(subject: Subject, strategy: Any) -> None:
-    @given(strategy)
+@pytest.mark.parametrize("subject", list(VALID_MODELS))
+def test_every_subject_round_trips_through_stream_fields(subject: Subject) -> None:
+    @given(VALID_MODELS[subject])
     def round_trip(model: WireModel) -> None:
         assert decode(subject, as_redis_returns(model)) == model
 
@@ -147,3 +154,14 @@ def test_invalid_entry_raises_codec_error_with_a_reason(mutation: dict[bytes, by
 def test_unknown_subject_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match="no model for subject"):
         decode("md.orders", {b"v": b"1"})
+
+
+def test_epoch_ms_beyond_2_to_the_53_is_refused_when_the_model_is_built() -> None:
+    """A nested integer the wire could not carry exactly (orjson stops at 2**64 - 1, JavaScript is exact only to
+    2**53 - 1) must fail at validation, not as a TypeError from encode_fields later."""
+    legs = samples.opportunity().legs
+    late_leg = legs[0].model_dump() | {"ts_event": 2**53}
+    with pytest.raises(ValidationError, match="less than or equal to 9007199254740991"):
+        samples.opportunity(legs=[late_leg, *legs[1:]])
+    latest = samples.opportunity(ts_detect=2**53 - 1)
+    assert decode(Subject.OPPORTUNITY, as_redis_returns(latest)) == latest
