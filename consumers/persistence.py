@@ -66,6 +66,9 @@ RETRIES = Counter("triarb_persistence_batch_retries_total", "Batches that failed
 
 SUBJECTS = (Subject.SNAPSHOT, Subject.TRADE, Subject.HEALTH, Subject.OPPORTUNITY, Subject.CONTROL)
 HISTORY_LENGTH = 100
+TAIL_BYTES = 1 << 20
+"""How much of a file's end is read to find its last complete line: far more than the longest entry (a
+control entry is at most 64 KiB), so the last line always fits."""
 FRESH_ARCHIVE = "0"
 """XREAD position of a stream with nothing archived yet: everything Redis still holds."""
 
@@ -230,10 +233,10 @@ def _last_complete_id(path: Path) -> str | None:
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as compressed:
-                tail = compressed.read()[-65536:]
+                tail = compressed.read()[-TAIL_BYTES:]
         else:
             with path.open("rb") as file:
-                file.seek(max(0, file.seek(0, os.SEEK_END) - 65536))
+                file.seek(max(0, file.seek(0, os.SEEK_END) - TAIL_BYTES))
                 tail = file.read()
     except (OSError, EOFError) as exc:
         raise OSError(f"{path}: cannot read the last archived id ({exc}); fix or move the file") from exc
@@ -266,14 +269,14 @@ def _cut_torn_line(path: Path) -> None:
         size = file.seek(0, os.SEEK_END)
         if size == 0:
             return
-        file.seek(max(0, size - 65536))
+        file.seek(max(0, size - TAIL_BYTES))
         tail = file.read()
         if tail.endswith(b"\n"):
             return
         cut = tail.rfind(b"\n")
         keep = size - len(tail) + cut + 1 if cut >= 0 else 0
         if cut < 0 and size > len(tail):
-            raise ValueError(f"{path}: last line longer than 64 KiB and torn; fix the file by hand")
+            raise ValueError(f"{path}: last line longer than {TAIL_BYTES} bytes and torn; fix the file by hand")
         log.warning("cutting a torn last line", extra={"path": str(path), "bytes": size - keep})
         file.truncate(keep)
 

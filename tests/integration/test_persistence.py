@@ -344,3 +344,21 @@ async def test_a_venue_registered_after_the_writer_read_the_catalogs_is_trusted_
 
     assert len(archive_lines(tmp_path, "md.snapshot")) == 2
     assert await admin.xlen("deadletter") == 0
+
+
+async def test_a_restart_after_an_entry_longer_than_64_kib_neither_repeats_nor_skips_it(
+    connect_as: Callable[..., Redis], settings: Settings, tmp_path: Path
+) -> None:
+    long_symbols = {venue: [f"{n:020d}-{'Q' * 20}" for n in range(1_000)] for venue in ("coinbase", "kraken")}
+    await publish(connect_as(Role.CONTROL), settings, samples.control(symbols=long_symbols))
+    first = PersistenceWriter(settings, connect_as(Role.PERSISTENCE), tmp_path)
+    await first.run(burst=True)
+    first.close()
+    await publish(connect_as(Role.CONTROL), settings, samples.control())
+    second = PersistenceWriter(settings, connect_as(Role.PERSISTENCE), tmp_path)
+    await second.run(burst=True)
+    second.close()
+
+    lines = archive_lines(tmp_path, "strategy.ctrl.symbols")
+    assert len(lines[0]) > 64 * 1024 and len(lines) == 2
+    assert second.skipped_duplicates == 0
