@@ -34,6 +34,7 @@ class Role(StrEnum):
     PERSISTENCE = "persistence"
     DASHBOARD = "dashboard"
     CONTROL = "control"
+    PAPER = "paper"
 
 
 class StreamLimits(BaseModel):
@@ -44,6 +45,7 @@ class StreamLimits(BaseModel):
     health: int = Field(10_000, gt=0)
     control: int = Field(1_000, gt=0)
     opportunity: int = Field(100_000, gt=0)
+    fill: int = Field(100_000, gt=0)
     deadletter: int = Field(10_000, gt=0)
 
     def for_subject(self, subject: Subject) -> int:
@@ -53,6 +55,7 @@ class StreamLimits(BaseModel):
             Subject.HEALTH: self.health,
             Subject.CONTROL: self.control,
             Subject.OPPORTUNITY: self.opportunity,
+            Subject.FILL: self.fill,
         }[subject]
 
 

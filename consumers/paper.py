@@ -7,13 +7,12 @@ and in the backtest (books from the capture's timeline at the due time).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from consumers.detector.evaluate import Book, Infeasible, fill_leg
 from consumers.detector.graph import Triangle
-from schemas import FillLeg, FillTrace, Opportunity
+from schemas import FillLeg, FillTrace, Opportunity, sim_id_for
 from schemas.opportunity import FillStatus
 
 
@@ -46,7 +45,7 @@ class PaperSimulation:
 
     @property
     def sim_id(self) -> str:
-        return hashlib.sha1(f"{self.opportunity.id}@{self.latency_ms}".encode()).hexdigest()[:16]
+        return sim_id_for(self.opportunity.id, self.latency_ms)
 
     @property
     def done(self) -> bool:
@@ -81,4 +80,4 @@ class PaperSimulation:
         else:
             status, realized = FillStatus.FILLED, self.amount - start
         return FillTrace(sim_id=self.sim_id, status=status, legs=self.legs, expected_pnl=expected,
-                         realized_pnl=realized)
+                         realized_pnl=realized, detail=self.failure[:200] if self.failure else None)

@@ -64,7 +64,7 @@ DUPLICATES = Counter(
 )
 RETRIES = Counter("triarb_persistence_batch_retries_total", "Batches that failed and were read again", ["cause"])
 
-SUBJECTS = (Subject.SNAPSHOT, Subject.TRADE, Subject.HEALTH, Subject.OPPORTUNITY, Subject.CONTROL)
+SUBJECTS = tuple(Subject)
 HISTORY_LENGTH = 100
 TAIL_BYTES = 1 << 20
 """How much of a file's end is read to find its last complete line: far more than the longest entry (a

@@ -35,9 +35,10 @@ from common.control import ControlRejected, publish_control, read_control_state
 from common.redis_link import is_transient
 from common.service import CheckResult, HealthCheck, mount_on_fastapi
 from dashboard.events import STREAM_ID_PATTERN, InvalidStreamId, event_stream, latest_health, parse_stream_id
-from schemas import Opportunity, Subject, SymbolControl
+from schemas import Fill, Opportunity, Subject, SymbolControl
 from schemas.base import SYMBOL_PATTERN, VENUES
 from schemas.control import MAX_ENTRY_BYTES, MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
+from schemas.streams import StreamNames
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -133,6 +134,7 @@ def create_app(
         """Newest first, with their stream ids (``min_roi`` filters among the newest ``4 × limit``)."""
         stream = names.stream(Subject.OPPORTUNITY)
         scan = limit * 4 if min_roi is not None else limit
+        fills = await recent_fills(reader, names, scan)
         out: list[Any] = []
         for entry in parse_range_reply(stream, await reader.xrevrange(stream, count=scan)):
             delivery = decode_entry(names, entry)
@@ -140,7 +142,10 @@ def create_app(
                 continue
             if min_roi is not None and delivery.model.roi_net < min_roi:
                 continue
-            out.append({"stream_id": entry.id, **delivery.model.model_dump(mode="json")})
+            row = {"stream_id": entry.id, **delivery.model.model_dump(mode="json")}
+            if row["fill"] is None and delivery.model.sim_id in fills:
+                row["fill"] = fills[delivery.model.sim_id]
+            out.append(row)
             if len(out) >= limit:
                 break
         return out
@@ -234,6 +239,17 @@ def validation_reasons(exc: ValidationError) -> str:
         reasons.append(f"{where}: {what}" if where else what)
     more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
     return "; ".join(reasons) + more
+
+
+async def recent_fills(reader: Redis, names: StreamNames, count: int) -> dict[str, Any]:
+    """The newest ``count`` paper fills (``strategy.fill``) by ``sim_id``, as their traces."""
+    stream = names.stream(Subject.FILL)
+    fills: dict[str, Any] = {}
+    for entry in parse_range_reply(stream, await reader.xrevrange(stream, count=count)):
+        delivery = decode_entry(names, entry)
+        if delivery is not None and isinstance(delivery.model, Fill):
+            fills.setdefault(delivery.model.trace.sim_id, delivery.model.trace.model_dump(mode="json"))
+    return fills
 
 
 async def symbol_sets(reader: Redis, settings: Settings) -> dict[str, dict[str, Any]]:

@@ -88,6 +88,8 @@ def to_event(names: StreamNames, entry: StreamEntry) -> ServerSentEvent | None:
     data = orjson.dumps(delivery.model.model_dump(mode="json")).decode()
     if delivery.subject is Subject.OPPORTUNITY:
         return ServerSentEvent(data=data, event="opportunity", id=entry.id)
+    if delivery.subject is Subject.FILL:
+        return ServerSentEvent(data=data, event="fill")
     return ServerSentEvent(data=data, event="health")
 
 
@@ -112,8 +114,8 @@ async def _events(
     opportunity_start = await resume_position(redis, opportunities, last_event_id)
     for _, health in sorted((await latest_health(redis, names)).values(), key=lambda item: item[0]):
         yield ServerSentEvent(data=orjson.dumps(health.model_dump(mode="json")).decode(), event="health")
-    reader = FanoutReader(redis, {opportunities: opportunity_start, names.stream(Subject.HEALTH): NEW_ONLY},
-                          block_ms=block_ms)
+    reader = FanoutReader(redis, {opportunities: opportunity_start, names.stream(Subject.HEALTH): NEW_ONLY,
+                                  names.stream(Subject.FILL): NEW_ONLY}, block_ms=block_ms)
     async for entry in reader.follow(stop) if follow else _drain(reader):
         event = to_event(names, entry)
         if event is not None:

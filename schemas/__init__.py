@@ -12,13 +12,14 @@ from schemas.codec import CodecError, UnknownVersionError, decode, encode_fields
 from schemas.control import SymbolControl
 from schemas.health import Channel, FeedStatus, Health
 from schemas.market import Level, Side, Snapshot, Source, Trade, canonical_symbol
-from schemas.opportunity import FillLeg, FillTrace, Leg, Opportunity
+from schemas.opportunity import Fill, FillLeg, FillTrace, Leg, Opportunity, sim_id_for
 from schemas.streams import StreamNames, Subject
 
 __all__ = [
     "Channel",
     "CodecError",
     "FeedStatus",
+    "Fill",
     "FillLeg",
     "FillTrace",
     "Health",
@@ -36,4 +37,5 @@ __all__ = [
     "canonical_symbol",
     "decode",
     "encode_fields",
+    "sim_id_for",
 ]

@@ -21,7 +21,7 @@ from schemas.base import WireModel
 from schemas.control import SymbolControl
 from schemas.health import Health
 from schemas.market import Snapshot, Trade
-from schemas.opportunity import Opportunity
+from schemas.opportunity import Fill, Opportunity
 from schemas.streams import Subject
 
 M = TypeVar("M", bound=WireModel)
@@ -32,6 +32,7 @@ SUBJECT_MODELS: dict[Subject, type[WireModel]] = {
     Subject.HEALTH: Health,
     Subject.CONTROL: SymbolControl,
     Subject.OPPORTUNITY: Opportunity,
+    Subject.FILL: Fill,
 }
 
 SUPPORTED_VERSIONS: dict[type[WireModel], frozenset[int]] = {model: frozenset({1}) for model in SUBJECT_MODELS.values()}

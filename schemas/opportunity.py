@@ -1,7 +1,9 @@
-"""Detected triangular-arbitrage opportunities and their simulated fills, on ``strategy.opportunity``."""
+"""Detected triangular-arbitrage opportunities (``strategy.opportunity``) and their paper fills
+(``strategy.fill``), joined by ``sim_id``."""
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Literal
 
@@ -49,6 +51,7 @@ class FillTrace(WireModel):
     legs: list[FillLeg]
     expected_pnl: float
     realized_pnl: float
+    detail: str | None = Field(default=None, max_length=200, description="why a fill stopped short")
 
 
 class Opportunity(WireModel):
@@ -68,5 +71,27 @@ class Opportunity(WireModel):
     fees_total: float = Field(ge=0, description="in the start asset")
     ts_detect: EpochMs
     ts_publish: EpochMs
-    sim_id: str | None = None
-    fill: FillTrace | None = None
+    sim_id: str | None = Field(default=None, description="the paper fill's id on strategy.fill (see sim_id_for)")
+    fill: FillTrace | None = Field(default=None, description="only in backtest output; live fills are on strategy.fill")
+
+
+class Fill(WireModel):
+    """The paper broker's execution of one opportunity, on ``strategy.fill``; ``trace.sim_id`` equals the
+    opportunity's ``sim_id``."""
+
+    v: Literal[1] = 1
+    opportunity_id: str = Field(min_length=1)
+    exchange: ExchangeName
+    cycle_id: str = Field(min_length=1)
+    start_asset: str = Field(min_length=1)
+    start_notional: float = Field(ge=0)
+    latency_ms: int = Field(ge=0, description="the wait before each leg")
+    ts_start: EpochMs
+    ts_done: EpochMs
+    trace: FillTrace
+
+
+def sim_id_for(opportunity_id: str, latency_ms: int) -> str:
+    """The id of the paper fill of ``opportunity_id`` at ``latency_ms`` per leg: the detector names it when it
+    publishes, the paper broker uses it, so the two records join without a lookup."""
+    return hashlib.sha1(f"{opportunity_id}@{latency_ms}".encode()).hexdigest()[:16]

@@ -11,13 +11,14 @@ from enum import StrEnum
 
 
 class Subject(StrEnum):
-    """The five subjects, named by their stream (without prefix)."""
+    """The subjects, named by their stream (without prefix)."""
 
     SNAPSHOT = "md.snapshot"
     TRADE = "md.trade"
     HEALTH = "md.health"
     CONTROL = "strategy.ctrl.symbols"
     OPPORTUNITY = "strategy.opportunity"
+    FILL = "strategy.fill"
 
 
 DEADLETTER = "deadletter"

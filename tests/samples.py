@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import Health, Leg, Opportunity, Snapshot, SymbolControl, Trade
+from schemas import Fill, FillTrace, Health, Leg, Opportunity, Snapshot, SymbolControl, Trade
 from schemas.health import Channel, FeedStatus
 from schemas.market import Side
+from schemas.opportunity import FillStatus
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -61,3 +62,14 @@ def opportunity(**overrides: Any) -> Opportunity:
         "ts_publish": T0_MS + 6,
     }
     return Opportunity(**(fields | overrides))
+
+
+def fill(**overrides: Any) -> Fill:
+    trace = FillTrace(sim_id="0123456789abcdef", status=FillStatus.FILLED, legs=[], expected_pnl=0.72,
+                      realized_pnl=0.5)
+    fields: dict[str, Any] = {
+        "opportunity_id": "opp-1", "exchange": "coinbase", "cycle_id": "coinbase:BTC-USD:buy|ETH-BTC:buy|ETH-USD:sell",
+        "start_asset": "USD", "start_notional": 600.0, "latency_ms": 50, "ts_start": T0_MS + 6,
+        "ts_done": T0_MS + 160, "trace": trace,
+    }
+    return Fill(**(fields | overrides))

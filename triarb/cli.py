@@ -9,11 +9,12 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.acl import AclConfigError, render_config
@@ -36,6 +37,7 @@ from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
 from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
+from consumers.paper_broker import PaperBroker, run_paper_workers
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureFormatError
@@ -348,28 +350,64 @@ def cmd_detector(args: argparse.Namespace, settings: Settings) -> None:
     venues = {Venue.COINBASE: settings.producers.coinbase, Venue.KRAKEN: settings.producers.kraken}
     markets = detector_markets(settings, venues)
 
-    async def detect() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        redis = connect(settings, Role.DETECTOR)
-        try:
-            async with Publisher(redis, settings.names, settings.streams, settings.bus) as publisher:
-                service = DetectorService(settings, redis, publisher, markets)
-                triangles = sum(len(d.triangles) for d in service.detectors.values())
-                workers = args.workers or settings.detector.workers
-                async with ServiceEndpoint("detector", settings.service_host, settings.service_port) as endpoint:
-                    endpoint.add_check("triangles", lambda: CheckResult(triangles > 0, f"{triangles} triangles"))
-                    probe = RedisProbe()
-                    endpoint.add_check("redis", probe.result)
-                    print(f"detector: {triangles} triangles, {workers} worker(s); /healthz on port {endpoint.port}",
-                          flush=True)
-                    async with asyncio.TaskGroup() as tasks:
-                        tasks.create_task(probe.watch(redis, stop))
-                        tasks.create_task(run_workers(service, workers, stop))
-        finally:
-            await redis.aclose()
+    async def detect(redis: Redis, publisher: Publisher, stop: asyncio.Event, endpoint: ServiceEndpoint) -> None:
+        service = DetectorService(settings, redis, publisher, markets)
+        triangles = sum(len(d.triangles) for d in service.detectors.values())
+        workers = args.workers or settings.detector.workers
+        endpoint.add_check("triangles", lambda: CheckResult(triangles > 0, f"{triangles} triangles"))
+        print(f"detector: {triangles} triangles, {workers} worker(s); /healthz on port {endpoint.port}", flush=True)
+        await run_workers(service, workers, stop, burst=args.burst, start_id=args.start)
 
-    run_async(detect())
+    run_async(serve_group_workers(settings, Role.DETECTOR, "detector", detect))
+
+
+def cmd_paper(args: argparse.Namespace, settings: Settings) -> None:
+    venues = {Venue.COINBASE: settings.producers.coinbase, Venue.KRAKEN: settings.producers.kraken}
+    markets = detector_markets(settings, venues)
+
+    async def fill(redis: Redis, publisher: Publisher, stop: asyncio.Event, endpoint: ServiceEndpoint) -> None:
+        broker = PaperBroker(settings, redis, publisher, markets)
+        print(f"paper broker: {args.workers} worker(s), {settings.detector.leg_latency_ms} ms per leg; "
+              f"/healthz on port {endpoint.port}", flush=True)
+        await run_paper_workers(broker, args.workers, stop, burst=args.burst, start_id=args.start)
+
+    run_async(serve_group_workers(settings, Role.PAPER, "paper", fill))
+
+
+WorkersMain = Callable[[Redis, Publisher, asyncio.Event, ServiceEndpoint], Coroutine[Any, Any, None]]
+
+
+async def serve_group_workers(settings: Settings, role: Role, name: str, work: WorkersMain) -> None:
+    """A group worker process: Redis as ``role``, a publisher, /healthz with a Redis probe, ``work`` until
+    Ctrl-C/SIGTERM or, with ``--burst``, until it returns (the backlog is drained)."""
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    redis = connect(settings, role)
+    try:
+        async with (
+            Publisher(redis, settings.names, settings.streams, settings.bus) as publisher,
+            ServiceEndpoint(name, settings.service_host, settings.service_port) as endpoint,
+        ):
+            probe = RedisProbe()
+            endpoint.add_check("redis", probe.result)
+
+            async def work_then_stop() -> None:
+                await work(redis, publisher, stop, endpoint)
+                stop.set()
+
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(probe.watch(redis, stop))
+                tasks.create_task(work_then_stop())
+    finally:
+        await redis.aclose()
+
+
+def start_position(value: str) -> str:
+    """``--from``: ``$`` (only new entries), ``0`` (everything retained) or a stream id."""
+    milliseconds, _, sequence = value.partition("-")
+    if value == "$" or (milliseconds.isdigit() and (not sequence or sequence.isdigit()) and len(value) <= 41):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not $, 0 or a stream id such as 1767225600000-0")
 
 
 def cmd_persist(args: argparse.Namespace, settings: Settings) -> None:
@@ -419,6 +457,13 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> None:
                 await control.aclose()
 
     run_async(dashboard())
+
+
+def add_group_options(command: argparse.ArgumentParser, stream: str) -> None:
+    command.add_argument("--from", dest="start", type=start_position, default="$", metavar="0|$|ID", help=(
+        f"where the group starts on {stream} if it does not exist yet: $ = new entries (default), 0 = all "
+        "retained, or a stream id; an existing group keeps its position (moving it is an admin's job)"))
+    command.add_argument("--burst", action="store_true", help="drain what is there now, then exit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -486,7 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     detector = commands.add_parser("detector", help="run triangle-detector workers (consumer group 'detector')")
     detector.add_argument("--workers", type=int, help="workers in this process (default: detector.workers)")
+    add_group_options(detector, "md.snapshot")
     detector.set_defaults(run=cmd_detector)
+
+    paper = commands.add_parser("paper", help="run paper-broker workers (group 'paper'): fills on strategy.fill")
+    paper.add_argument("--workers", type=int, default=1, help="workers in this process (default 1)")
+    add_group_options(paper, "strategy.opportunity")
+    paper.set_defaults(run=cmd_paper)
 
     persist = commands.add_parser("persist", help="persistence worker: every stream entry to NDJSON, exactly once")
     persist.add_argument("--dir", type=Path, help="data directory (default: var/data)")

@@ -25,6 +25,7 @@ from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
 from consumers.detector.graph import Market, tradable_markets
 from consumers.detector.service import DetectorService, run_workers
+from consumers.paper_broker import PaperBroker, run_paper_workers
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureWriter
@@ -61,7 +62,8 @@ async def run_stack(
     embedded: EmbeddedRedis | None = None,
 ) -> None:
     """Run until ``stop`` is set: both venue producers (against local demo venues with ``demo``), the
-    detector, persistence, the dashboard and the health endpoint; ``embedded`` is kept alive."""
+    detector, the paper broker, persistence, the dashboard and the health endpoint; ``embedded`` is kept
+    alive."""
     archive = settings.var_dir / "data"
     lock = ArchiveLock(archive)
     try:
@@ -87,6 +89,7 @@ async def _run_components(
     detector_redis = connect(settings, Role.DETECTOR, endpoint=endpoint)
     persistence_redis = connect(settings, Role.PERSISTENCE, endpoint=endpoint)
     control_redis = connect(settings, Role.CONTROL, endpoint=endpoint)
+    paper_redis = connect(settings, Role.PAPER, endpoint=endpoint)
     writer = PersistenceWriter(settings, persistence_redis, archive)
     monitor_redis = connect(settings, Role.DASHBOARD, endpoint=endpoint)
     service = ServiceEndpoint("triarb", host=settings.service_host, port=settings.service_port)
@@ -106,8 +109,10 @@ async def _run_components(
         async with (
             Publisher(producer_redis, settings.names, settings.streams, settings.bus) as publisher,
             Publisher(detector_redis, settings.names, settings.streams, settings.bus) as opportunities,
+            Publisher(paper_redis, settings.names, settings.streams, settings.bus) as fills,
         ):
             detector = DetectorService(settings, detector_redis, opportunities, markets)
+            broker = PaperBroker(settings, paper_redis, fills, markets)
             producers = [
                 VenueProducer(venue, venue_settings, settings.producers, publisher, names=settings.names,
                               control_redis=producer_redis, capture=capture_writer(settings, venue),
@@ -126,6 +131,7 @@ async def _run_components(
                 for producer in producers:
                     group.create_task(producer.run(stop))
                 group.create_task(run_workers(detector, settings.detector.workers, stop))
+                group.create_task(run_paper_workers(broker, 1, stop))
                 group.create_task(writer.run(stop))
                 group.create_task(serve_dashboard(settings, monitor_redis, control_redis, stop, on_ready=on_dashboard))
     finally:
@@ -137,6 +143,7 @@ async def _run_components(
         writer.close()
         await persistence_redis.aclose()
         await control_redis.aclose()
+        await paper_redis.aclose()
         await monitor_redis.aclose()
 
 

@@ -2,9 +2,10 @@
 
 Per batch: the markets that changed → the triangles that touch them → one pipelined hot-cache read of all
 their legs → each affected triangle evaluated once (conflation: intermediate states in the batch are
-skipped) → paper fills → opportunities published and flushed → the batch acknowledged. State lives in Redis,
-so any number of workers (``workers`` here, or more processes) share the stream; opportunity ids derive
-from the books' versions, so readers de-duplicate what several workers report.
+skipped) → opportunities published and flushed → the batch acknowledged. Paper fills happen elsewhere
+(group ``paper``, ``consumers/paper_broker.py``): their latency waits must not delay detection. State lives
+in Redis, so any number of workers (``workers`` here, or more processes) share the stream; opportunity ids
+derive from the books' versions, so readers de-duplicate what several workers report.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from common import metrics
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import DetectorSettings, Settings
 from consumers.detector.engine import DetectorRules, TriangleDetector
-from consumers.detector.evaluate import Book
 from consumers.detector.graph import Market, Triangle, enumerate_triangles
-from consumers.paper import PaperSimulation
-from schemas import CodecError, Opportunity, Snapshot, Subject, SymbolControl
+from schemas import CodecError, Opportunity, Snapshot, Subject, SymbolControl, sim_id_for
 from schemas.checks import snapshot_problem
 from schemas.codec import decode_as
 from schemas.control import MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
+from schemas.streams import StreamNames
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class DetectorService:
             if snapshot.exchange in self.detectors:
                 updated[snapshot.exchange].add(snapshot.symbol)
         affected = {venue: self.detectors[venue].affected(symbols) for venue, symbols in updated.items()}
-        books = await self._fetch_books(affected)
+        books = await fetch_books(self._redis, self._settings.names, affected)
         now_ms = self._clock_ms()
         found: list[Opportunity] = []
         for venue, symbols in updated.items():
@@ -99,59 +99,51 @@ class DetectorService:
             for snapshot in books[venue].values():  # other workers may have seen these books' updates
                 detector.observe(snapshot)
             found.extend(detector.evaluate(symbols, books[venue], now_ms))
-        filled = await asyncio.gather(*(self._paper_fill(o) for o in found))
-        for opportunity in filled:
+        latency = self._settings.detector.leg_latency_ms
+        for opportunity in found:
             published_ms = self._clock_ms()
-            await self._publisher.publish(opportunity.model_copy(update={"ts_publish": published_ms}))
+            await self._publisher.publish(opportunity.model_copy(update={
+                "ts_publish": published_ms, "sim_id": sim_id_for(opportunity.id, latency)}))
             metrics.OPPORTUNITIES.labels(venue=opportunity.exchange).inc()
             newest_ingest = max(books[opportunity.exchange][leg.symbol].ts_ingest for leg in opportunity.legs
                                 if leg.symbol in books[opportunity.exchange])
             metrics.DETECT_LATENCY.observe(max(0.0, (published_ms - newest_ingest) / 1000))
         await self._publisher.flush()  # published before the batch is acknowledged
-        self.published += len(filled)
+        self.published += len(found)
         for detector in self.detectors.values():
             for reason, count in detector.skips.items():
                 metrics.DETECTOR_SKIPS.labels(reason=reason).inc(count)
             detector.skips.clear()
 
-    async def _fetch_books(self, affected: Mapping[str, list[Triangle]]) -> dict[str, dict[str, Snapshot]]:
-        """Every leg of every affected triangle, in one pipelined round trip."""
-        keys = sorted({(venue, symbol) for venue, ts in affected.items() for t in ts for symbol in t.symbols})
-        books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in affected}
-        if not keys:
-            return books
-        pipe = self._redis.pipeline(transaction=False)
-        for venue, symbol in keys:
-            pipe.hgetall(self._settings.names.book_key(venue, symbol))
-        for (venue, symbol), fields in zip(keys, await pipe.execute(), strict=True):
-            if not fields:
-                continue
-            try:
-                book = decode_as(Snapshot, fields)
-            except CodecError as exc:
-                problem: str | None = exc.reason
-            else:
-                problem = snapshot_problem(book) if (book.exchange, book.symbol) == (venue, symbol) \
-                    else f"holds {book.exchange}:{book.symbol}"
-            if problem is None:
-                books[venue][symbol] = book
-            else:
-                metrics.DETECTOR_UNTRUSTED_BOOKS.labels(venue=venue).inc()
-                log.warning("untrusted hot-cache book left out", extra={"venue": venue, "symbol": symbol,
-                                                                         "reason": problem})
+async def fetch_books(
+    redis: Redis, names: StreamNames, affected: Mapping[str, Sequence[Triangle]]
+) -> dict[str, dict[str, Snapshot]]:
+    """Every leg of every affected triangle from the hot cache, in one pipelined round trip; a book that does
+    not decode, is filed under another market or cannot exist is left out (and counted)."""
+    keys = sorted({(venue, symbol) for venue, ts in affected.items() for t in ts for symbol in t.symbols})
+    books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in affected}
+    if not keys:
         return books
-
-    async def _paper_fill(self, opportunity: Opportunity) -> Opportunity:
-        """Execute the legs after ``leg_latency_ms`` each, against the hot cache as it is then."""
-        triangle = self._triangles[opportunity.cycle_id]
-        latency = self._settings.detector.leg_latency_ms
-        simulation = PaperSimulation.start(opportunity, triangle, self._clock_ms(), latency)
-        while not simulation.done:
-            await asyncio.sleep(latency / 1000)
-            fetched = await self._fetch_books({opportunity.exchange: [triangle]})
-            books: dict[str, Book] = {s: (b.bids, b.asks) for s, b in fetched[opportunity.exchange].items()}
-            simulation.step(books, self._clock_ms())
-        return opportunity.model_copy(update={"sim_id": simulation.sim_id, "fill": simulation.trace()})
+    pipe = redis.pipeline(transaction=False)
+    for venue, symbol in keys:
+        pipe.hgetall(names.book_key(venue, symbol))
+    for (venue, symbol), fields in zip(keys, await pipe.execute(), strict=True):
+        if not fields:
+            continue
+        try:
+            book = decode_as(Snapshot, fields)
+        except CodecError as exc:
+            problem: str | None = exc.reason
+        else:
+            problem = snapshot_problem(book) if (book.exchange, book.symbol) == (venue, symbol) \
+                else f"holds {book.exchange}:{book.symbol}"
+        if problem is None:
+            books[venue][symbol] = book
+        else:
+            metrics.DETECTOR_UNTRUSTED_BOOKS.labels(venue=venue).inc()
+            log.warning("untrusted hot-cache book left out", extra={"venue": venue, "symbol": symbol,
+                                                                     "reason": problem})
+    return books
 
 
 async def run_workers(

@@ -40,19 +40,46 @@ function addOpportunity(op, streamId) {
   const row = document.createElement("tr");
   row.dataset.id = op.id;
   row.dataset.streamId = streamId || "";
-  const fill = op.fill ? `${op.fill.status} ${op.fill.realized_pnl.toFixed(4)} ${op.start_asset}` : "-";
+  row.dataset.sim = op.sim_id || "";
+  const fillCell = element("td", "-");
+  fillCell.dataset.asset = op.start_asset;
   const age = element("td", undefined, "age");
   age.dataset.ts = op.ts_detect;
   row.append(element("td", new Date(op.ts_detect).toISOString().slice(11, 23)), element("td", op.cycle_id),
     element("td", bps(op.roi_net), op.roi_net >= 0 ? "pos" : "neg"), element("td", bps(op.roi_gross)),
-    element("td", `${op.executable_notional.toPrecision(6)} ${op.start_asset}`), age, element("td", fill));
+    element("td", `${op.executable_notional.toPrecision(6)} ${op.start_asset}`), age, fillCell);
+  if (op.sim_id) fillCells.set(op.sim_id, fillCell);
+  const trace = op.fill || (op.sim_id && pendingFills.get(op.sim_id));
+  if (trace) showFill(fillCell, trace);
   const body = document.querySelector("#opportunities tbody");
   body.insertBefore(row, body.firstChild);
   seen.set(op.id, row);
-  while (body.children.length > MAX_ROWS) body.removeChild(body.lastChild);
+  while (body.children.length > MAX_ROWS) {
+    fillCells.delete(body.lastChild.dataset.sim);
+    body.removeChild(body.lastChild);
+  }
   points.push([op.ts_detect, op.roi_net]);
   if (points.length > 500) points.shift();
   drawChart();
+}
+
+// Paper fills arrive on their own (strategy.fill), joined to their opportunity's row by sim_id; one that
+// arrives before its row waits in pendingFills.
+const fillCells = new Map();      // sim_id -> the row's fill cell
+const pendingFills = new Map();   // sim_id -> trace not yet matched to a row
+
+function showFill(cell, trace) {
+  cell.textContent = `${trace.status} ${trace.realized_pnl.toFixed(4)} ${cell.dataset.asset}`;
+  cell.title = trace.detail || "";
+}
+
+function addFill(fill) {
+  const cell = fillCells.get(fill.trace.sim_id);
+  if (cell) showFill(cell, fill.trace);
+  else {
+    pendingFills.set(fill.trace.sim_id, fill.trace);
+    if (pendingFills.size > 1000) pendingFills.delete(pendingFills.keys().next().value);
+  }
 }
 
 function drawChart() {
@@ -119,6 +146,7 @@ async function connect() {
   source.onerror = () => { badge.textContent = "offline, reconnecting"; badge.className = "badge offline"; };
   source.addEventListener("opportunity", e => addOpportunity(JSON.parse(e.data), e.lastEventId));
   source.addEventListener("health", e => renderFeed(JSON.parse(e.data)));
+  source.addEventListener("fill", e => addFill(JSON.parse(e.data)));
 }
 
 connect();

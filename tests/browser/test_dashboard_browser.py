@@ -109,6 +109,9 @@ async def test_page_shows_feeds_and_opportunities_and_resumes_after_a_server_res
         await page.wait_for_selector("#feed-kraken-ws[data-status=up]", timeout=30_000)
         await page.wait_for_selector("#opportunities tbody tr", timeout=45_000)  # the first planted mispricing
         await page.wait_for_selector("#connection.online")
+        await page.wait_for_function(  # the paper broker's fill (strategy.fill) lands in its opportunity's row
+            "[...document.querySelectorAll('#opportunities tbody tr td:last-child')]"
+            ".some(td => /^(filled|partial|failed) /.test(td.textContent))", timeout=30_000)
 
         status = await (await page.request.get(f"{url}/api/status")).json()
         for venue, sets in status["symbols"].items():  # one tile per venue: what it holds, and both sets

@@ -138,6 +138,18 @@ def test_a_bad_symbols_command_is_refused_with_a_reason(
     assert stack.triarb("symbols", "show").stdout == before
 
 
+@pytest.mark.parametrize("command", ["detector", "paper"])
+def test_a_group_worker_with_burst_drains_its_backlog_and_exits(stack: Stack, command: str) -> None:
+    result = stack.triarb(command, "--from", "0", "--burst", timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{'paper broker' if command == 'paper' else 'detector'}:")
+
+
+def test_a_start_position_that_is_not_a_stream_id_is_refused(stack: Stack) -> None:
+    result = stack.triarb("detector", "--from", "yesterday")
+    assert (result.returncode, "is not $, 0 or a stream id" in result.stderr) == (2, True), result.stderr
+
+
 def test_dashboard_user_is_refused_xadd_but_can_xrange(stack: Stack) -> None:
     password = stack.runtime["passwords"]["dashboard"]  # type: ignore[index]
     base = ["redis-cli", "-p", str(stack.redis_port), "--user", "dashboard", "--pass", password, "--no-auth-warning"]
@@ -183,8 +195,8 @@ def test_help_lists_every_command_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "triarb.cli", "--help"], env=clean_env(tmp_path), capture_output=True, text=True
     )
-    commands = ["up", "tail", "symbols", "config", "redis-cli", "producer", "replay", "detector", "backtest",
-                "persist", "dashboard"]
+    commands = ["up", "tail", "symbols", "config", "redis-cli", "producer", "replay", "detector", "paper",
+                "backtest", "persist", "dashboard"]
     for command in commands:
         assert re.search(rf"^    {re.escape(command)}\s+\S", result.stdout, re.MULTILINE), command
 

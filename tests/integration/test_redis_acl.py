@@ -15,6 +15,7 @@ control stream, so a wipe through XADD loses nothing already archived
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,10 +44,11 @@ pytestmark = pytest.mark.integration
 
 Connect = Callable[..., Redis]
 Action = Callable[[Redis], Awaitable[Any]]
-ROLE_USERS = [Role.PRODUCER, Role.DETECTOR, Role.PERSISTENCE, Role.DASHBOARD, Role.CONTROL]
+ROLE_USERS = [Role.PRODUCER, Role.DETECTOR, Role.PERSISTENCE, Role.DASHBOARD, Role.CONTROL, Role.PAPER]
 
 SNAPSHOTS, TRADES, HEALTH = "md.snapshot", "md.trade", "md.health"
 OPPORTUNITIES, CONTROL, DEADLETTER = "strategy.opportunity", "strategy.ctrl.symbols", "deadletter"
+FILLS, PAPER_GROUP = "strategy.fill", "paper"
 BOOK, MARKETS, HISTORY = "md:book:coinbase:BTC-USD", "md:markets:coinbase", "hist:coinbase:BTC-USD"
 DETECTOR_GROUP = "detector"
 AUDIT_GROUP = "audit"
@@ -184,6 +186,18 @@ REFUSED = [
     refused(Role.CONTROL, "run_a_group_on_the_control_stream", lambda r: r.xgroup_create(CONTROL, "spy")),
     refused(Role.CONTROL, "rewrite_a_market_catalog", lambda r: r.sadd(MARKETS, "FAKE-USD")),
     refused(Role.CONTROL, "delete_a_market_catalog", lambda r: r.delete(MARKETS)),
+    # paper: its own group on strategy.opportunity, fills through XADD only
+    refused(Role.PAPER, "forge_an_opportunity", lambda r: r.xadd(OPPORTUNITIES, {"v": "1"})),
+    refused(Role.PAPER, "delete_opportunities", lambda r: r.xdel(OPPORTUNITIES, FIRST)),
+    refused(Role.PAPER, "move_its_groups_position", lambda r: r.xgroup_setid(OPPORTUNITIES, PAPER_GROUP, "$")),
+    refused(Role.PAPER, "destroy_its_group", lambda r: r.xgroup_destroy(OPPORTUNITIES, PAPER_GROUP)),
+    refused(Role.PAPER, "read_through_the_detector_group",
+            lambda r: r.xreadgroup(DETECTOR_GROUP, "spy", {SNAPSHOTS: ">"})),
+    refused(Role.PAPER, "acknowledge_for_the_detector_group", lambda r: r.xack(SNAPSHOTS, DETECTOR_GROUP, FIRST)),
+    refused(Role.PAPER, "trim_the_fill_stream", lambda r: r.xtrim(FILLS, maxlen=0)),
+    refused(Role.PAPER, "forge_market_data", lambda r: r.xadd(SNAPSHOTS, {"v": "1"})),
+    refused(Role.PAPER, "write_the_hot_cache", lambda r: r.hset(BOOK, "v", "2")),
+    refused(Role.PAPER, "halt_producers_with_a_control_entry", lambda r: r.xadd(CONTROL, {"v": "1"})),
     # dashboard: strictly read-only
     refused(Role.DASHBOARD, "append_a_control_entry", lambda r: r.xadd(CONTROL, {"v": "1"})),
     refused(Role.DASHBOARD, "create_a_consumer_group", lambda r: r.xgroup_create(SNAPSHOTS, "spy")),
@@ -243,8 +257,9 @@ def test_no_role_line_grants_trim_delete_or_group_moves() -> None:
     for role in ROLE_USERS:
         words = {word.strip("()") for word in shlex.split(users[role.value])}
         assert not words & forbidden, (role, words & forbidden)
-    group_rules = {role for role in ROLE_USERS if "+xreadgroup" in users[role.value]}
-    assert group_rules == {Role.DETECTOR}
+    group_streams = {role: re.findall(r"\(~(\S+) \+xreadgroup", users[role.value]) for role in ROLE_USERS
+                     if "+xreadgroup" in users[role.value]}
+    assert group_streams == {Role.DETECTOR: ["md.snapshot"], Role.PAPER: ["strategy.opportunity"]}  # one each
 
 
 # --- every role can still do its job -----------------------------------------------------------------------
@@ -347,6 +362,28 @@ async def test_control_publishes_a_symbol_change_and_reads_it_and_the_catalogs_b
     assert len(await control.xrange(CONTROL)) == 2 and len(await control.xrevrange(CONTROL, count=1)) == 1
     assert len((await control.xread({CONTROL: "0"}))[0][1]) == 2
     assert await control.smembers(MARKETS) == {b"BTC-USD"}
+
+
+async def test_paper_runs_its_group_on_opportunities_reads_books_and_publishes_fills(
+    connect_as: Connect, admin: Redis, settings: Settings
+) -> None:
+    paper = connect_as(Role.PAPER)
+    async with Publisher(connect_as(Role.DETECTOR), settings.names, settings.streams, settings.bus) as publisher:
+        await publisher.publish(samples.opportunity())
+    await admin.hset(BOOK, mapping={"symbol": "BTC-USD"})
+    seen: list[Delivery] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        seen.extend(batch)
+
+    worker = GroupConsumer(paper, settings.names, settings.bus.model_copy(update={"claim_idle_ms": 0}),
+                           group=PAPER_GROUP, subjects=[Subject.OPPORTUNITY], handler=handler, start_id="0")
+    await worker.run(burst=True)  # XGROUP CREATE, XREADGROUP, XACK, XAUTOCLAIM, XPENDING, XINFO
+    assert len(seen) == 1 and (await admin.xpending(OPPORTUNITIES, PAPER_GROUP))["pending"] == 0
+    assert (await paper.hgetall(BOOK))[b"symbol"] == b"BTC-USD"
+    async with Publisher(paper, settings.names, settings.streams, settings.bus) as publisher:
+        await publisher.publish(samples.fill())
+    assert await admin.xlen(FILLS) == 1
 
 
 async def test_dashboard_reads_streams_groups_hot_cache_history_and_catalogs(

@@ -29,7 +29,7 @@ from schemas import (
 from schemas.base import VENUES, WireModel
 from schemas.codec import encode_dict
 from schemas.control import ControlOp, ControlSource
-from schemas.opportunity import FillLeg, FillStatus, FillTrace
+from schemas.opportunity import Fill, FillLeg, FillStatus, FillTrace
 from tests import samples
 
 symbols = st.from_regex(r"\A[A-Z0-9]{1,6}-[A-Z0-9]{1,6}\Z")
@@ -69,16 +69,21 @@ fill_legs = st.builds(
     FillLeg, symbol=symbols, expected_price=positive, fill_price=positive, size=positive, fee=positive,
     slippage_bps=finite, ts=epoch_ms,
 )
-fills = st.builds(
+traces = st.builds(
     FillTrace, sim_id=texts, status=st.sampled_from(list(FillStatus)), legs=st.lists(fill_legs, max_size=3),
-    expected_pnl=finite, realized_pnl=finite,
+    expected_pnl=finite, realized_pnl=finite, detail=st.none() | st.text(max_size=200),
 )
 opportunities = st.builds(
     Opportunity, id=st.text(min_size=1, max_size=30), cycle_id=st.text(min_size=1, max_size=60),
     exchange=exchanges, roi_net=finite, roi_gross=finite, start_asset=st.text(min_size=1, max_size=8),
     start_notional=positive, executable_notional=positive, legs=st.lists(legs, min_size=3, max_size=3),
     fees_total=positive, ts_detect=epoch_ms, ts_publish=epoch_ms, sim_id=st.none() | texts,
-    fill=st.none() | fills,
+    fill=st.none() | traces,
+)
+fills = st.builds(
+    Fill, opportunity_id=st.text(min_size=1, max_size=30), exchange=exchanges,
+    cycle_id=st.text(min_size=1, max_size=60), start_asset=st.text(min_size=1, max_size=8),
+    start_notional=positive, latency_ms=st.integers(0, 10**6), ts_start=epoch_ms, ts_done=epoch_ms, trace=traces,
 )
 
 VALID_MODELS: dict[Subject, st.SearchStrategy[Any]] = {
@@ -87,6 +92,7 @@ VALID_MODELS: dict[Subject, st.SearchStrategy[Any]] = {
     Subject.HEALTH: healths,
     Subject.CONTROL: controls,
     Subject.OPPORTUNITY: opportunities,
+    Subject.FILL: fills,
 }
 """Valid models of every subject (tests/unit/test_fuzz.py reuses them with a larger budget)."""
 

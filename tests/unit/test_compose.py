@@ -12,6 +12,7 @@ import pytest
 import redis
 import yaml
 
+from common.config import Role
 from common.redis import free_port
 from tests.processes import wait_until
 from triarb.cli import build_parser
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 TRIARB_SERVICES = {"producer-coinbase": "producer", "producer-kraken": "producer", "detector": "detector",
-                   "persistence": "persistence", "dashboard": "dashboard"}
+                   "paper": "paper", "persistence": "persistence", "dashboard": "dashboard"}
 
 
 def test_the_stack_has_every_part() -> None:
@@ -59,7 +60,7 @@ def test_redis_starts_from_the_rendered_acl_file_and_no_password_is_on_a_command
     assert config["command"][:2] == ["triarb", "redis-config"]
     build_parser().parse_args(config["command"][1:])
     assert {f"TRIARB_REDIS_PASSWORDS__{role.upper()}" for role in
-            ("admin", "producer", "detector", "persistence", "dashboard", "control")} <= set(config["environment"])
+            tuple(Role)} <= set(config["environment"])
     redis = SERVICES["redis"]
     assert redis["depends_on"]["redis-config"]["condition"] == "service_completed_successfully"
     assert "--aclfile" in redis["command"] and "/run/triarb/users.acl" in redis["command"]
@@ -74,7 +75,7 @@ def test_redis_config_renders_a_config_the_real_server_accepts(tmp_path: Path) -
         pytest.skip("redis-server is not installed: run `make test` (it installs it with apt)")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)} | {
         f"TRIARB_REDIS_PASSWORDS__{role.upper()}": f"pw-{role}"
-        for role in ("admin", "producer", "detector", "persistence", "dashboard", "control")}
+        for role in tuple(Role)}
     subprocess.run([sys.executable, "-m", "triarb.cli", "redis-config", "--out", str(tmp_path / "run")], env=env,
                    check=True, capture_output=True, cwd=tmp_path, umask=0o022)
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700  # `triarb` makes what it writes private
@@ -83,7 +84,7 @@ def test_redis_config_renders_a_config_the_real_server_accepts(tmp_path: Path) -
                                str(tmp_path / "run" / "users.acl"), "--port", str(port), "--dir", str(tmp_path)],
                               stdout=subprocess.DEVNULL)
     try:
-        for role in ("admin", "producer", "detector", "persistence", "dashboard", "control"):
+        for role in tuple(Role):
             with redis.Redis(port=port, username=role, password=f"pw-{role}") as client:
                 assert wait_until(lambda c=client: answers(c)), role
         assert (tmp_path / "run" / "users.acl").stat().st_mode & 0o777 == 0o600
