@@ -48,6 +48,11 @@ class StreamNames:
         control requests and consumers check symbols against. Written by that producer at start."""
         return f"{self.prefix}{MARKETS_KEY_PREFIX}{exchange}"
 
+    def seen_key(self, subject: Subject | str, entry_id: str) -> str:
+        """Marks an id of ``subject`` as written (opportunities, fills): the publish script appends an entry
+        only if it creates this key, so an id reaches its stream once however many workers report it."""
+        return f"{self.prefix}seen:{Subject(subject).value}:{entry_id}"
+
     def subject_of(self, stream: str) -> Subject:
         """Inverse of :meth:`stream`; raises ``ValueError`` for a key that is not one of ours."""
         if not stream.startswith(self.prefix):

@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, islice
@@ -50,28 +50,42 @@ from schemas.streams import StreamNames, Subject
 
 log = logging.getLogger(__name__)
 
-# KEYS = streams first, then hot-cache keys. ARGV = [n_streams, maxlen per stream..., ttl_ms, entries...]
-# where an entry is [stream key index, cache key index or 0, n field pairs, field, value, ...].
+# KEYS = streams first, then hot-cache and once keys. ARGV = [n_streams, maxlen per stream..., ttl_ms,
+# once_ttl_ms, entries...] where an entry is [stream key index, key index or 0, n field pairs, field, value, ...]:
+# a positive key index names the entry's hot-cache key (refreshed with it), a negative one its once key (the
+# entry is appended only if SET NX creates that key: the same id is written once, whoever sends it).
 PUBLISH_SCRIPT = """
 local n_streams = tonumber(ARGV[1])
 local ttl_ms = ARGV[n_streams + 2]
-local i = n_streams + 3
+local once_ttl_ms = ARGV[n_streams + 3]
+local i = n_streams + 4
 local last_id = false
 while i <= #ARGV do
   local stream = tonumber(ARGV[i])
-  local cache = tonumber(ARGV[i + 1])
+  local key = tonumber(ARGV[i + 1])
   local first = i + 3
   local last = i + 2 + 2 * tonumber(ARGV[i + 2])
-  last_id = redis.call('XADD', KEYS[stream], 'MAXLEN', '~', ARGV[stream + 1], '*', unpack(ARGV, first, last))
-  if cache > 0 then
-    redis.call('DEL', KEYS[cache])
-    redis.call('HSET', KEYS[cache], unpack(ARGV, first, last))
-    redis.call('PEXPIRE', KEYS[cache], ttl_ms)
+  if key >= 0 or redis.call('SET', KEYS[-key], '1', 'NX', 'PX', once_ttl_ms) then
+    last_id = redis.call('XADD', KEYS[stream], 'MAXLEN', '~', ARGV[stream + 1], '*', unpack(ARGV, first, last))
+  end
+  if key > 0 then
+    redis.call('DEL', KEYS[key])
+    redis.call('HSET', KEYS[key], unpack(ARGV, first, last))
+    redis.call('PEXPIRE', KEYS[key], ttl_ms)
   end
   i = last + 1
 end
 return last_id
 """
+ONCE_TTL_MS = 24 * 3600 * 1000
+"""How long an opportunity or fill id is remembered: far longer than any redelivery, reclaim or restart."""
+
+ONCE_IDS: dict[Subject, Callable[[WireModel], str]] = {
+    Subject.OPPORTUNITY: lambda model: model.id,  # type: ignore[attr-defined]
+    Subject.FILL: lambda model: model.trace.sim_id,  # type: ignore[attr-defined]
+}
+"""Subjects written at most once per id (``seen:{subject}:{id}`` keys, decided inside the publish script)."""
+
 MAX_IN_FLIGHT = 4
 """Batches sent but not yet answered; beyond this the buffer grows towards ``publish_high_water``."""
 
@@ -104,6 +118,7 @@ class BufferedEntry:
     cache_key: str | None
     pairs: int
     bulks: bytes
+    once_key: str | None = None
 
 
 def pack_bulks(args: Sequence[FieldValue | int]) -> bytes:
@@ -227,8 +242,11 @@ class Publisher:
         if subject is Subject.SNAPSHOT:
             assert isinstance(model, Snapshot)
             cache_key = self._names.book_key(model.exchange, model.symbol)
+        once = ONCE_IDS.get(subject)
+        once_key = self._names.seen_key(subject, once(model)) if once is not None else None
         fields = encode_fields(model)
-        entry = BufferedEntry(self._enqueued, stream, maxlen, cache_key, len(fields) // 2, pack_bulks(fields))
+        entry = BufferedEntry(self._enqueued, stream, maxlen, cache_key, len(fields) // 2, pack_bulks(fields),
+                              once_key)
         self._enqueued += 1
         self._pending.set()
         if self._overflowing and cache_key is not None:
@@ -511,21 +529,28 @@ class Publisher:
                 stream_index[entry.stream] = len(stream_index) + 1
                 maxlens.append(entry.maxlen)
         last_for_key: dict[str, int] = {}
+        once_keys: dict[str, None] = {}  # in order, each once: an id twice in a batch shares one key
         for position, entry in enumerate(batch):
             if entry.cache_key is not None:
                 last_for_key[entry.cache_key] = position
+            if entry.once_key is not None:
+                once_keys[entry.once_key] = None
         cache_index = {key: len(stream_index) + n for n, key in enumerate(last_for_key, start=1)}
-        keys = [*stream_index, *cache_index]
+        once_index = {key: len(stream_index) + len(cache_index) + n for n, key in enumerate(once_keys, start=1)}
+        keys = [*stream_index, *cache_index, *once_index]
         head: list[FieldValue | int] = [
-            "EVAL", PUBLISH_SCRIPT, len(keys), *keys, len(stream_index), *maxlens, self._bus.hot_cache_ttl_ms
+            "EVAL", PUBLISH_SCRIPT, len(keys), *keys, len(stream_index), *maxlens, self._bus.hot_cache_ttl_ms,
+            ONCE_TTL_MS,
         ]
         parts = [b"", pack_bulks(head)]
         argc = len(head)
         for position, entry in enumerate(batch):
-            cache = 0
+            key = 0
             if entry.cache_key is not None and last_for_key[entry.cache_key] == position:
-                cache = cache_index[entry.cache_key]
-            parts.append(_entry_header(stream_index[entry.stream], cache, entry.pairs))
+                key = cache_index[entry.cache_key]
+            elif entry.once_key is not None:
+                key = -once_index[entry.once_key]
+            parts.append(_entry_header(stream_index[entry.stream], key, entry.pairs))
             parts.append(entry.bulks)
             argc += 3 + 2 * entry.pairs
         parts[0] = b"*%d\r\n" % argc

@@ -178,3 +178,35 @@ async def test_flushing_an_empty_buffer_returns_and_publishing_goes_on(publisher
     await publisher.publish(samples.trade(trade_id="b"))
     await publisher.flush()
     assert [f[b"trade_id"] for _, f in await admin.xrange("md.trade")] == [b"a", b"b"]
+
+
+async def test_an_opportunity_id_reaches_its_stream_once_whoever_publishes_it_and_however_often(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    first, second = samples.opportunity(id="opp-1"), samples.opportunity(id="opp-2")
+    workers = [Publisher(connect_as(Role.DETECTOR), settings.names, settings.streams, settings.bus) for _ in range(2)]
+    for worker in workers:  # two workers report the same books (and one batch repeats an id)
+        async with worker:
+            await worker.publish(first)
+            await worker.publish(first)
+            await worker.publish(second)
+    ids = [fields[b"id"] for _, fields in await admin.xrange("strategy.opportunity")]
+    assert ids == [b"opp-1", b"opp-2"]
+    assert 0 < await admin.pttl("seen:strategy.opportunity:opp-1") <= 24 * 3600 * 1000
+
+
+async def test_a_fill_is_written_once_per_sim_id(connect_as: Callable[..., Redis], admin: Redis,
+                                                 settings: Settings) -> None:
+    async with Publisher(connect_as(Role.PAPER), settings.names, settings.streams, settings.bus) as paper:
+        await paper.publish(samples.fill())
+        await paper.publish(samples.fill(ts_done=samples.T0_MS + 999))  # a redelivered opportunity, filled again
+    assert await admin.xlen("strategy.fill") == 1
+
+
+async def test_snapshots_and_other_subjects_are_never_deduplicated(publisher: Publisher, admin: Redis) -> None:
+    for _ in range(2):
+        await publisher.publish(samples.snapshot())
+        await publisher.publish(samples.trade())
+    await publisher.flush()
+    assert (await admin.xlen("md.snapshot"), await admin.xlen("md.trade")) == (2, 2)
+    assert await admin.keys("seen:*") == []

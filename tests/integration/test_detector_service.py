@@ -60,12 +60,14 @@ async def test_one_and_three_workers_report_the_same_opportunities(
     await publish_session(connect_as(Role.PRODUCER), settings)
     single = await detect(connect_as, settings, workers=1)
 
-    await admin.delete("strategy.opportunity")
+    await admin.delete("strategy.opportunity", *await admin.keys("seen:*"))  # a fresh start for the second run
     await admin.xgroup_destroy("md.snapshot", GROUP)
     triple = await detect(connect_as, settings, workers=3)
 
     assert single, "the planted dislocation must be found"
     assert {o.id for o in single} == {o.id for o in triple}
+    for run in (single, triple):  # each id once on the stream, however many workers evaluated its books
+        assert len({o.id for o in run}) == len(run)
     assert {o.cycle_id for o in single} >= {"kraken:BTC-USD:buy|ETH-BTC:buy|ETH-USD:sell"}
     assert all(o.roi_net > 0 and o.fill is None and o.sim_id == sim_id_for(o.id, 0) for o in single)  # fills: paper
     assert int((await admin.xpending("md.snapshot", GROUP))["pending"]) == 0
