@@ -31,9 +31,10 @@ from redis.exceptions import ResponseError
 
 from common import metrics
 from common.bus.deadletter import DEADLETTER_MAXLEN, deadletter_record
-from common.bus.entries import Delivery, StreamEntry, parse_range_reply, parse_stream_reply, text
+from common.bus.entries import Delivery, Fields, StreamEntry, parse_range_reply, parse_stream_reply, text
 from common.config import BusSettings
 from common.redis_link import RedisLink, is_transient
+from schemas.base import WireModel
 from schemas.codec import CodecError, decode
 from schemas.streams import StreamNames, Subject
 
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Delivery]], Awaitable[None]]
 """Processes a batch; returning means its effects are durable and the batch may be acknowledged."""
+
+Decoder = Callable[[Subject, Fields], WireModel]
+"""Turns an entry's fields into what the handler gets; raises ``CodecError`` (the entry is dead-lettered)."""
 
 IDLE_CONSUMER_FACTOR = 4
 """A consumer idle this many ``claim_idle_ms`` with nothing pending is gone for good: removed from the group."""
@@ -67,7 +71,10 @@ class GroupConsumer:
         start_id: str = "$",
         deadletter_maxlen: int = DEADLETTER_MAXLEN,
         link: RedisLink | None = None,
+        decoder: Decoder = decode,
     ) -> None:
+        """``decoder``: the full model by default; a handler that needs less (the detector needs only which
+        book changed) passes a cheaper one, such as :func:`schemas.codec.decode_book_ref`."""
         self._redis = redis
         self._names = names
         self._bus = bus
@@ -75,6 +82,7 @@ class GroupConsumer:
         self.name = name or consumer_name()
         self._streams = {names.stream(subject): subject for subject in subjects}
         self._handler = handler
+        self._decoder = decoder
         self._start_id = start_id
         self._deadletter_maxlen = deadletter_maxlen
         self._to_ack: dict[str, list[str]] = {}
@@ -229,7 +237,7 @@ class GroupConsumer:
         for entry in entries:
             subject = self._streams[entry.stream]
             try:
-                batch.append(Delivery(subject, entry.stream, entry.id, decode(subject, entry.fields)))
+                batch.append(Delivery(subject, entry.stream, entry.id, self._decoder(subject, entry.fields)))
             except CodecError as exc:
                 count = (deliveries or {}).get(entry.id, 1)
                 await self._deadletter(entry, "codec", exc.reason, count)

@@ -1,6 +1,7 @@
 """The detector service: a worker of consumer group ``detector`` on ``md.snapshot``.
 
-Per batch: the markets that changed → the triangles that touch them → one pipelined hot-cache read of all
+Per batch: the markets that changed (only ``exchange`` and ``symbol`` are decoded from each delivered
+snapshot) → the triangles that touch them → one pipelined hot-cache read of all
 their legs → each affected triangle evaluated once (conflation: intermediate states in the batch are
 skipped) → opportunities published and flushed → the batch acknowledged. Paper fills happen elsewhere
 (group ``paper``, ``consumers/paper_broker.py``): their latency waits must not delay detection. State lives
@@ -25,7 +26,7 @@ from consumers.detector.engine import DetectorRules, TriangleDetector
 from consumers.detector.graph import Market, Triangle, enumerate_triangles
 from schemas import CodecError, Opportunity, Snapshot, Subject, SymbolControl, sim_id_for
 from schemas.checks import snapshot_problem
-from schemas.codec import decode_as
+from schemas.codec import BookRef, decode_as, decode_book_ref
 from schemas.control import MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
 from schemas.streams import StreamNames
 
@@ -80,16 +81,16 @@ class DetectorService:
         """A worker; a new group starts at ``$`` (old snapshots are stale for detection) unless told otherwise."""
         return GroupConsumer(
             self._redis, self._settings.names, self._settings.bus, group=GROUP, subjects=[Subject.SNAPSHOT],
-            handler=self.handle, name=name, start_id=start_id,
+            handler=self.handle, name=name, start_id=start_id, decoder=lambda _, fields: decode_book_ref(fields),
         )
 
     async def handle(self, batch: list[Delivery]) -> None:
         updated: dict[str, set[str]] = defaultdict(set)
-        for delivery in batch:
-            snapshot = delivery.model
-            assert isinstance(snapshot, Snapshot)
-            if snapshot.exchange in self.detectors:
-                updated[snapshot.exchange].add(snapshot.symbol)
+        for delivery in batch:  # which books changed; a batch's updates of one book count once (conflation)
+            book = delivery.model
+            assert isinstance(book, BookRef)
+            if book.exchange in self.detectors:
+                updated[book.exchange].add(book.symbol)
         affected = {venue: self.detectors[venue].affected(symbols) for venue, symbols in updated.items()}
         books = await fetch_books(self._redis, self._settings.names, affected)
         now_ms = self._clock_ms()

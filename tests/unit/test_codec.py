@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -27,7 +28,7 @@ from schemas import (
     encode_fields,
 )
 from schemas.base import VENUES, WireModel
-from schemas.codec import encode_dict
+from schemas.codec import decode_book_ref, encode_dict
 from schemas.control import ControlOp, ControlSource
 from schemas.opportunity import Fill, FillLeg, FillStatus, FillTrace
 from tests import samples
@@ -171,3 +172,30 @@ def test_epoch_ms_beyond_2_to_the_53_is_refused_when_the_model_is_built() -> Non
         samples.opportunity(legs=[late_leg, *legs[1:]])
     latest = samples.opportunity(ts_detect=2**53 - 1)
     assert decode(Subject.OPPORTUNITY, as_redis_returns(latest)) == latest
+
+
+# --- the detector's lean decode: which book changed, and nothing else -------------------------------------------
+
+
+@given(snapshots)
+def test_a_book_ref_names_the_same_book_as_the_full_decode(model: Snapshot) -> None:
+    fields = as_redis_returns(model)
+    ref = decode_book_ref(fields)
+    assert (ref.exchange, ref.symbol) == (model.exchange, model.symbol)
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({b"exchange": b"kraken", b"symbol": b"BTC-USD"}, "no 'v' field"),
+    ({b"v": b"2", b"exchange": b"kraken", b"symbol": b"BTC-USD"}, "v=b'2' is not supported"),
+    ({b"v": b"1", b"symbol": b"BTC-USD"}, "exchange None is not"),
+    ({b"v": b"1", b"exchange": b"Kraken", b"symbol": b"BTC-USD"}, "exchange b'Kraken' is not"),
+    ({b"v": b"1", b"exchange": b"kraken", b"symbol": b"btc-usd"}, "symbol b'btc-usd' is not canonical"),
+    ({b"v": b"1", b"exchange": b"kraken", b"symbol": b"BTC-USD\n"}, "is not canonical"),
+    ({b"v": b"1", b"exchange": b"kraken\xff", b"symbol": b"BTC-USD"}, "is not a lower-case venue name"),
+], ids=["no version", "newer version", "no exchange", "upper-case exchange", "lower-case symbol",
+        "trailing newline", "not ASCII"])
+def test_a_book_ref_refuses_what_the_full_decode_refuses(fields: dict[bytes, bytes], error: str) -> None:
+    with pytest.raises(CodecError, match=re.escape(error)):
+        decode_book_ref(fields)
+    with pytest.raises(CodecError):
+        decode(Subject.SNAPSHOT, fields)
