@@ -163,6 +163,7 @@ class ChaosStack:
             self.spawn(f"producer-{venue}", ["producer", venue, "--venue-url", url, "--symbols", *served],
                        Role.PRODUCER)
         self.spawn("detector", ["detector"], Role.DETECTOR)
+        self.spawn("paper", ["paper"], Role.PAPER)
         self.spawn("persistence", ["persist", "--dir", str(self.archive)], Role.PERSISTENCE)
         self.spawn("dashboard", ["dashboard"], Role.DASHBOARD)
         assert wait_until(lambda: self.observer.count() > 50, timeout_s=30), "no snapshots from the stack"

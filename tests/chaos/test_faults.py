@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from common.config import Role
@@ -28,6 +30,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: object) -> Ite
     try:
         running.start()
         running.spawn("detector-2", ["detector"], Role.DETECTOR)  # a second worker to take over a dead one's
+        running.spawn("paper-2", ["paper"], Role.PAPER)
         yield running
     finally:
         running.stop()
@@ -93,6 +96,36 @@ def test_detector_kill_9_mid_batch(stack: ChaosStack) -> None:
     assert_clean(row)
 
 
+def test_paper_broker_kill_9_mid_batch(stack: ChaosStack) -> None:
+    """The killed worker's opportunities are filled by the other one, and so are later ones: every opportunity
+    gets exactly one fill."""
+    wait_for(lambda: bool(opportunities_and_fills(stack)[0]), timeout_s=90)  # the first planted mispricing
+    dead = stack.processes["paper"].pid
+    stack.kill("paper")
+    killed_ms = time.time() * 1000
+    killed = time.monotonic()
+    wait_for(lambda: pending_of_dead(stack, "strategy.opportunity", "paper", dead) == 0, timeout_s=60)
+    row = record(stack.account("kill -9 paper broker mid-batch", time.monotonic() - killed, None))
+    assert_clean(row)
+
+    def filled_after_the_kill() -> bool:
+        due, filled = opportunities_and_fills(stack)
+        return any(ms > killed_ms and filled[sim] for ms, sim in due)
+
+    wait_for(filled_after_the_kill, timeout_s=90)  # the next planted mispricing, filled by the survivor
+    due, filled = opportunities_and_fills(stack)
+    settled = [sim for ms, sim in due if ms < time.time() * 1000 - 5_000]  # older ones have had time to fill
+    assert all(filled[sim] == 1 for sim in settled), {sim: filled[sim] for sim in settled if filled[sim] != 1}
+
+
+def opportunities_and_fills(stack: ChaosStack) -> tuple[list[tuple[int, bytes]], Counter[bytes]]:
+    """(stream time, sim_id) of every opportunity, and how many fills each sim_id has."""
+    with stack.admin() as admin:
+        due = [(id_key(i.decode())[0], f[b"sim_id"]) for i, f in admin.xrange("strategy.opportunity")]
+        filled = Counter(orjson.loads(f[b"trace"])["sim_id"].encode() for _, f in admin.xrange("strategy.fill"))
+    return due, filled
+
+
 @pytest.mark.slow
 def test_redis_graceful_shutdown(stack: ChaosStack) -> None:
     assert_clean(redis_fault(stack, "graceful SHUTDOWN of redis-server", "shutdown", 0.0))
@@ -121,8 +154,12 @@ def test_persistence_stalled_60s(stack: ChaosStack) -> None:
 
 
 def pending_of_dead_detectors(stack: ChaosStack, pid: int) -> int:
+    return pending_of_dead(stack, "md.snapshot", "detector", pid)
+
+
+def pending_of_dead(stack: ChaosStack, stream: str, group: str, pid: int) -> int:
     with stack.admin() as admin:
-        consumers = admin.xinfo_consumers("md.snapshot", "detector")
+        consumers = admin.xinfo_consumers(stream, group)
     return sum(int(c["pending"]) for c in consumers if f"-{pid}-" in str(c["name"]))
 
 
