@@ -2,18 +2,22 @@
 
 ``{"t": "header"|"http"|"connect"|"send"|"recv", "conn", "ts", "data", ...}``; ``ts`` is Unix seconds
 (float) at our side, ``data`` the frame text exactly as sent or received. :func:`read_capture` reads it;
-:class:`CaptureWriter` writes it (``WS_CAPTURE=true``), rotating files by size.
+:class:`CaptureWriter` writes it (``WS_CAPTURE=true``), rotating files by size. A header may carry the venue's
+market list (``markets``: discovery records, see ``common/markets.py``) so that a backtest rounds sizes as the
+live detector did; captures without it stay readable (:func:`header_markets` returns ``None``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+
+from common.markets import MarketInfo
 
 
 class CaptureFormatError(ValueError):
@@ -43,14 +47,29 @@ def read_capture(path: Path) -> Iterator[CaptureRecord]:
             yield CaptureRecord(kind, record.get("conn"), record.get("ts"), record.get("data"), record)
 
 
+def header_markets(header: Mapping[str, Any]) -> list[MarketInfo] | None:
+    """The venue's markets a capture header carries, or ``None`` when it has none (older captures).
+
+    Raises :class:`CaptureFormatError` when ``markets`` is there but is not a list of market records."""
+    markets = header.get("markets")
+    if markets is None:
+        return None
+    try:
+        return [MarketInfo(**item) for item in markets]
+    except TypeError as exc:
+        raise CaptureFormatError(f"capture header: 'markets' is not a list of market records ({exc})") from exc
+
+
 class CaptureWriter:
     """Appends one venue's frames to ``directory/{venue}-{start}-{n}.ndjson``, a new file every
-    ``rotate_bytes``; each file starts with a header so it replays on its own."""
+    ``rotate_bytes``; each file starts with a header so it replays on its own. ``markets`` (the venue's
+    discovery list, when the producer has one) goes into every header."""
 
     def __init__(self, directory: Path, venue: str, *, rotate_bytes: int = 256 * 1024 * 1024,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, markets: Sequence[MarketInfo] | None = None) -> None:
         self._directory = directory
         self._venue = venue
+        self._markets = [asdict(m) for m in markets] if markets is not None else None
         self._rotate_bytes = rotate_bytes
         self._clock = clock
         self._started = time.strftime("%Y%m%dT%H%M%S", time.gmtime(clock()))
@@ -75,7 +94,11 @@ class CaptureWriter:
         self._file = path.open("ab")
         self._written = 0
         self.paths.append(path)
-        self._write({"t": "header", "exchange": self._venue.upper(), "recorded": self._clock(), "format": 2})
+        header: dict[str, Any] = {"t": "header", "exchange": self._venue.upper(), "recorded": self._clock(),
+                                  "format": 2}
+        if self._markets is not None:
+            header["markets"] = self._markets
+        self._write(header)
 
     def _conn(self, connection: int) -> str:
         return f"{self._venue}.ws.{connection}"

@@ -28,6 +28,7 @@ from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
 from producers.rest import DEFAULT_REST_URLS, RestPoller
 from producers.venues import coinbase, kraken
 from producers.venues.events import AckStatus, SubscriptionAck, TradePrint, VenueErrorMessage
+from producers.versions import BookVersions
 from schemas import Health, Snapshot, Trade
 from schemas.health import Channel, FeedStatus, symbol_summary
 from schemas.streams import StreamNames
@@ -93,7 +94,7 @@ class VenueProducer:
         self.link_state = LinkState.CONNECTING
         self.detail = ""
         self.last_msg_ms: int | None = None
-        self._book_seq: dict[str, int] = {}
+        self._versions = BookVersions(venue.value)  # book_seq numbering, shared with triarb backtest
         self._totals = {"errors": 0, "gaps": 0, "checksum_failures": 0}
         self._health_due = asyncio.Event()
         self.control_link = RedisLink(f"producer-{venue.value}-control")
@@ -226,13 +227,7 @@ class VenueProducer:
         self._health_due.set()
 
     def _snapshot(self, change: BookChanged, received_ms: int) -> Snapshot:
-        seq = self._book_seq[change.symbol] = self._book_seq.get(change.symbol, 0) + 1
-        ts_event = change.ts_event_ms or received_ms
-        return Snapshot(
-            exchange=self.venue.value, symbol=change.symbol, ts_event=ts_event, ts_ingest=received_ms,
-            bids=change.bids, asks=change.asks, latency_ms={"venue_to_ingest": float(received_ms - ts_event)},
-            book_seq=seq, venue_seq=change.venue_seq, checksum=change.checksum,
-        )
+        return self._versions.snapshot(change, received_ms)
 
     # --- health -------------------------------------------------------------------------------------
 

@@ -36,7 +36,10 @@ SUBJECT_MODELS: dict[Subject, type[WireModel]] = {
     Subject.FILL: Fill,
 }
 
-SUPPORTED_VERSIONS: dict[type[WireModel], frozenset[int]] = {model: frozenset({1}) for model in SUBJECT_MODELS.values()}
+SUPPORTED_VERSIONS: dict[type[WireModel], frozenset[int]] = {
+    model: frozenset({model.model_fields["v"].default}) for model in SUBJECT_MODELS.values()
+}
+"""Each subject's readable versions: its current one (an older entry is dead-lettered with the reason)."""
 
 FieldValue = str | bytes
 

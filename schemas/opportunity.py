@@ -58,17 +58,23 @@ class Opportunity(WireModel):
     """A fee-aware cycle that cleared ``min_roi``. ``id`` derives from the cycle and its legs' book versions,
     so a redelivery or a second worker produces the same id and readers can de-duplicate."""
 
-    v: Literal[1] = 1
+    v: Literal[2] = 2  # 2: sizes and fees of one depth walk (v1 had executable_notional)
     id: str = Field(min_length=1)
     cycle_id: str = Field(min_length=1, description="venue + the three markets and directions")
     exchange: ExchangeName
-    roi_net: float
-    roi_gross: float
+    roi_net: float = Field(description="average ROI of the depth walk at start_notional, net of fees and rounding")
+    roi_gross: float = Field(description="the same walk before fees: roi_gross - roi_net = fees_total / start_notional")
     start_asset: str = Field(min_length=1)
-    start_notional: float = Field(ge=0)
-    executable_notional: float = Field(ge=0, description="largest start notional that still clears min_roi")
+    start_notional: float = Field(ge=0, description="the configured notional, capped at max_notional_at_min_roi")
+    max_notional_at_min_roi: float = Field(
+        ge=0, description="largest start notional whose walk's average net ROI is still >= min_roi (break-even "
+                          "size when min_roi = 0); not the most profitable size")
+    best_notional: float = Field(ge=0, description="start notional that maximises profit walking the depth")
+    best_profit: float = Field(description="profit at best_notional, in the start asset, net of fees and rounding")
     legs: list[Leg] = Field(min_length=3, max_length=3)
-    fees_total: float = Field(ge=0, description="in the start asset")
+    fees_total: float = Field(
+        ge=0, description="fees of the walk at start_notional, each carried into the start asset through the "
+                          "later legs' executed rates")
     ts_detect: EpochMs
     ts_publish: EpochMs
     sim_id: str | None = Field(default=None, description="the paper fill's id on strategy.fill (see sim_id_for)")

@@ -58,7 +58,8 @@ def opportunity(**overrides: Any) -> Opportunity:
     fields: dict[str, Any] = {
         "id": "opp-1", "cycle_id": "coinbase:BTC-USD:buy|ETH-BTC:buy|ETH-USD:sell", "exchange": "coinbase",
         "roi_net": 0.0012, "roi_gross": 0.0036, "start_asset": "USD", "start_notional": 600.0,
-        "executable_notional": 450.0, "legs": legs, "fees_total": 1.44, "ts_detect": T0_MS + 5,
+        "max_notional_at_min_roi": 450.0, "best_notional": 400.0, "best_profit": 0.5, "legs": legs,
+        "fees_total": 1.44, "ts_detect": T0_MS + 5,
         "ts_publish": T0_MS + 6,
     }
     return Opportunity(**(fields | overrides))

@@ -22,7 +22,7 @@ from common.bus import FanoutReader, Publisher
 from common.config import Role, Settings, VenueSettings
 from common.control import ControlRejected, publish_control, read_control_state
 from common.logging import configure_logging
-from common.markets import venue_catalog
+from common.markets import MarketInfo, load_markets, venue_catalog
 from common.redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
@@ -35,7 +35,6 @@ from common.redis import (
 )
 from common.redis_link import RedisProbe
 from common.service import CheckResult, ServiceEndpoint
-from consumers.backtest import progress_bar, run_backtest, write_ndjson
 from consumers.detector.service import DetectorService, run_workers
 from consumers.paper_broker import PaperBroker, run_paper_workers
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
@@ -48,6 +47,7 @@ from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
 from schemas import Subject, SymbolControl
 from schemas.control import ControlOp, ControlSource
+from triarb.backtest import progress_bar, run_backtest, write_ndjson
 from triarb.stack import (
     StackError,
     capture_writer,
@@ -334,16 +334,34 @@ def cmd_demo_venue(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
-    missing = [str(path) for path in args.captures if not path.is_file()]
+    missing = [str(path) for path in [*args.captures, *args.markets] if not path.is_file()]
     if missing:
-        raise CommandError(f"no such capture file: {', '.join(missing)}")
+        raise CommandError(f"no such file: {', '.join(missing)}")
+    markets = read_market_files(args.markets)
     try:
-        opportunities = run_backtest(args.captures, settings.detector, progress=None if args.quiet else progress_bar)
+        opportunities = run_backtest(args.captures, settings.detector, markets=markets,
+                                     snapshot_levels=settings.producers.snapshot_levels,
+                                     progress=None if args.quiet else progress_bar)
     except (CaptureFormatError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     write_ndjson(opportunities, args.out)
     filled = sum(1 for o in opportunities if o.fill is not None and o.fill.status == "filled")
     print(f"{len(opportunities)} opportunities ({filled} paper-filled) written to {args.out}")
+
+
+def read_market_files(paths: Sequence[Path]) -> dict[str, list[MarketInfo]]:
+    """``--markets FILE...``: discovery cache files (``var/discovery/{venue}.json``), grouped by venue."""
+    markets: dict[str, list[MarketInfo]] = {}
+    for path in paths:
+        try:
+            listed = load_markets(path)
+        except (ValueError, TypeError) as exc:  # orjson's JSONDecodeError is a ValueError
+            raise CommandError(f"{path}: not a market list as triarb discovery writes it ({exc})") from exc
+        if not listed:
+            raise CommandError(f"{path}: lists no markets")
+        for market in listed:
+            markets.setdefault(market.venue, []).append(market)
+    return markets
 
 
 def cmd_detector(args: argparse.Namespace, settings: Settings) -> None:
@@ -555,9 +573,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo_venue.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
     demo_venue.set_defaults(run=cmd_demo_venue)
 
-    backtest = commands.add_parser("backtest", help="captures → books → detector → paper broker, offline (no Redis)")
-    backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
-    backtest.add_argument("--out", type=Path, required=True, help="opportunities as NDJSON (deterministic order)")
+    backtest = commands.add_parser(
+        "backtest", help="captures → books → detector → paper broker, offline (no Redis)",
+        usage="triarb backtest CAPTURE... [--markets FILE]... --out FILE [--quiet]",
+        description="Replays captures (WS_CAPTURE=true files, the ../shared/fixtures format, the bundled demo "
+                    "sessions) through the producers' parsers and books, the detector and the paper broker, with "
+                    "the configured detector settings. Book versions are numbered as a producer that started at the "
+                    "beginning of the captures numbers them, so opportunity ids equal those a live detector that "
+                    "evaluates every version reports for `triarb replay FILE`. Each venue's market list (size "
+                    "increments, minimum sizes) comes from "
+                    "--markets, else the capture header (captures written with a discovery cache carry it), else "
+                    "Kraken instrument precisions in the header; failing those it assumes 1e-8 increments and no "
+                    "minimum, and warns on stderr.")
+    backtest.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE", help="capture files, any venues")
+    backtest.add_argument("--markets", type=Path, action="append", default=[], metavar="FILE", help=(
+        "a venue's market list in the discovery cache format (var/discovery/{venue}.json, written by the "
+        "producers' discovery); repeat for several venues; wins over the capture header"))
+    backtest.add_argument("--out", type=Path, required=True, metavar="FILE",
+                          help="opportunities as NDJSON (deterministic order)")
     backtest.add_argument("--quiet", action="store_true", help="no progress bar")
     backtest.set_defaults(run=cmd_backtest)
 

@@ -163,8 +163,14 @@ def detector_markets(settings: Settings, venues: dict[Venue, VenueSettings]) -> 
 
 
 def capture_writer(settings: Settings, venue: Venue) -> CaptureWriter | None:
-    """``WS_CAPTURE=true``: every raw frame of ``venue`` to ``var/captures/`` (replayable)."""
-    return CaptureWriter(settings.var_dir / "captures", venue.value) if settings.ws_capture else None
+    """``WS_CAPTURE=true``: every raw frame of ``venue`` to ``var/captures/`` (replayable). Each file's header
+    carries the venue's markets from the discovery cache when there is one (what the detector used), so
+    ``triarb backtest`` rounds sizes to the same increments."""
+    if not settings.ws_capture:
+        return None
+    cached = cache_path(settings.var_dir, venue.value)
+    markets = load_markets(cached) if cached.is_file() else None
+    return CaptureWriter(settings.var_dir / "captures", venue.value, markets=markets)
 
 
 def producer_check(producer: VenueProducer) -> Callable[[], CheckResult]:

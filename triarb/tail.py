@@ -46,7 +46,7 @@ def summarize(model: WireModel) -> str:
         path = " > ".join(f"{leg.side} {leg.symbol}" for leg in model.legs)
         return (
             f"{model.exchange} {path}  net {model.roi_net * 1e4:+.2f} bps (gross {model.roi_gross * 1e4:+.2f})"
-            f"  exec {model.executable_notional:.6g} {model.start_asset}"
+            f"  exec {model.max_notional_at_min_roi:.6g} {model.start_asset}"
         )
     return repr(model)
 

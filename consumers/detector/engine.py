@@ -3,7 +3,9 @@
 Given the markets that changed and the latest snapshot of every book, it screens only the triangles that
 touch those markets at top of book net of fees (``screen.py``: a sum of three log-rates each), and takes
 the few that pass through the full evaluation: freshness and skew guards (skips counted by reason), the
-depth walk for the configured start notional, and the largest notional that still clears ``min_roi``.
+largest notional that still clears ``min_roi``, the depth walk for the configured start notional (capped
+at that), and the profit-maximising notional. The sizes cost one rounding-free depth curve plus a handful
+of walks, paid only by triangles that clear ``min_roi`` at top of book.
 Opportunity ids hash the cycle and its legs' book
 versions, so a redelivery or another worker evaluating the same books produces the same id.
 """
@@ -16,9 +18,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from consumers.detector.evaluate import Book, CycleFill, max_executable_notional, top_of_book, walk
+from consumers.detector.evaluate import Book, CycleFill, top_of_book, walk
 from consumers.detector.graph import Triangle, index_by_market
 from consumers.detector.screen import TopOfBookScreen
+from consumers.detector.sizes import depth_curve, max_notional_at_min_roi, most_profitable_fill
 from schemas import Leg, Opportunity, Snapshot
 
 
@@ -106,37 +109,33 @@ class TriangleDetector:
         if screened is None:
             self.skips["empty_side"] += 1
             return None
-        gross, net = screened
-        if net - 1.0 < self.rules.min_roi:
+        if screened[1] - 1.0 < self.rules.min_roi:
             self.skips["below_threshold"] += 1
             return None
-        notional = self.rules.start_notional.get(triangle.start_asset, 1.0)
-        executable = max_executable_notional(triangle, levels, self.rules.min_roi)
-        fill = walk(triangle, levels, min(notional, executable) if executable > 0 else notional)
-        if not fill.feasible or executable <= 0:
+        curve = depth_curve(triangle, levels)
+        largest = max_notional_at_min_roi(triangle, levels, self.rules.min_roi, curve)
+        fill = walk(triangle, levels, min(self.rules.start_notional.get(triangle.start_asset, 1.0), largest))
+        best = most_profitable_fill(triangle, levels, curve) if largest > 0 and fill.feasible else None
+        if best is None:
             self.skips["not_executable"] += 1
             return None
-        return build_opportunity(triangle, legs_snapshots, fill, gross, executable, now_ms)
+        best = max(best, fill, key=lambda f: f.profit)  # rounding can make the published walk the better one
+        return build_opportunity(triangle, legs_snapshots, fill, best, largest, now_ms)
 
 
 def build_opportunity(
-    triangle: Triangle, snapshots: Sequence[Snapshot], fill: CycleFill, gross: float, executable: float, now_ms: int
+    triangle: Triangle, snapshots: Sequence[Snapshot], fill: CycleFill, best: CycleFill,
+    max_notional_at_min_roi: float, now_ms: int,
 ) -> Opportunity:
+    """ROI (net and gross), legs and fees all describe ``fill``, the walk at the published start notional."""
     legs = [
         Leg(symbol=f.symbol, side=f.side, price=f.average_price, size=f.size, fee=f.fee, ts_event=s.ts_event)
         for f, s in zip(fill.legs, snapshots, strict=True)
     ]
-    fees_total = fill.start_notional * (1 - _fee_factor(triangle))
     return Opportunity(
         id=opportunity_id(triangle, snapshots), cycle_id=triangle.cycle_id, exchange=triangle.venue,
-        roi_net=fill.roi, roi_gross=gross - 1.0, start_asset=triangle.start_asset,
-        start_notional=fill.start_notional, executable_notional=executable, legs=legs, fees_total=fees_total,
-        ts_detect=now_ms, ts_publish=now_ms,
+        roi_net=fill.roi, roi_gross=fill.roi_gross, start_asset=triangle.start_asset,
+        start_notional=fill.start_notional, max_notional_at_min_roi=max_notional_at_min_roi,
+        best_notional=best.start_notional, best_profit=best.profit, legs=legs,
+        fees_total=fill.fees_in_start_asset, ts_detect=now_ms, ts_publish=now_ms,
     )
-
-
-def _fee_factor(triangle: Triangle) -> float:
-    factor = 1.0
-    for leg in triangle.legs:
-        factor *= 1 - leg.market.taker_fee
-    return factor

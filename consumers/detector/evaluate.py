@@ -1,9 +1,11 @@
-"""Triangle arithmetic, pure: top-of-book ROI, the depth walk for a notional, the largest executable notional.
+"""Triangle arithmetic, pure: top-of-book ROI and the depth walk of one notional (what it returns, what it pays
+in fees, before and after them). Which notionals are worth walking is ``sizes.py``.
 
 Conventions: a leg converts its source asset into its target asset. ``buy`` spends quote on the asks
 (amount out = quote / ask), ``sell`` sells base into the bids (amount out = base × bid); each leg pays the
 taker fee on what it receives. Sizes are rounded *down* to the market's increment and must reach its minimum,
-so rounding can only make a fill smaller and never trades more than the book shows. Whatever rounding leaves
+so rounding can only make a fill smaller and never trades more than the book shows; an amount larger than the
+visible depth is infeasible on either side, even if rounding would shave it to fit. Whatever rounding leaves
 behind is counted as lost: the ROI is the start asset recovered at the end over the start notional
 (conservative). Floats throughout (ranking, not accounting; see schemas/__init__.py).
 """
@@ -26,7 +28,7 @@ def round_down(amount: float, increment: float) -> float:
     1e-12 relative (3 × 0.1 is 0.30000000000000004 in binary, yet 0.3 is a multiple of 0.1)."""
     if increment <= 0:
         return amount
-    steps = math.floor(amount / increment + 1e-9)
+    steps = math.floor(amount / increment * (1 + 1e-12) + 1e-9)
     while steps > 0 and steps * increment > amount * (1 + 1e-12):
         steps -= 1
     return max(steps, 0) * increment
@@ -62,6 +64,11 @@ class LegFill:
     fee: float
     """in the leg's target asset"""
 
+    @property
+    def rate(self) -> float:
+        """Target asset received per source asset spent, before the fee (at the average price)."""
+        return 1.0 / self.average_price if self.side is Side.BUY else self.average_price
+
 
 @dataclass(frozen=True, slots=True)
 class CycleFill:
@@ -73,7 +80,31 @@ class CycleFill:
 
     @property
     def roi(self) -> float:
+        """Average net ROI: the start asset recovered over the start notional, minus 1."""
         return self.final_amount / self.start_notional - 1.0 if self.start_notional > 0 else 0.0
+
+    @property
+    def profit(self) -> float:
+        """In the start asset, net of fees and of whatever rounding left behind."""
+        return self.final_amount - self.start_notional
+
+    @property
+    def fees_in_start_asset(self) -> float:
+        """Every leg's fee carried to the end of the cycle at the rates the later legs executed at (a leg-1 fee
+        in BTC × leg 2's and leg 3's average rates), so ``final_amount + fees`` is what the same fills would
+        have returned without fees, and gross − net ROI = fees / start notional exactly."""
+        total, carry = 0.0, 1.0
+        for leg in reversed(self.legs):
+            total += leg.fee * carry
+            carry *= leg.rate
+        return total
+
+    @property
+    def roi_gross(self) -> float:
+        """Average ROI of the same fills before fees (same levels, same rounding)."""
+        if self.start_notional <= 0:
+            return 0.0
+        return (self.final_amount + self.fees_in_start_asset) / self.start_notional - 1.0
 
 
 class Infeasible(Exception):
@@ -82,7 +113,7 @@ class Infeasible(Exception):
         self.reason = reason
 
 
-def _trade_size(levels: Sequence[Level], size: float) -> tuple[float, float]:
+def trade_size(levels: Sequence[Level], size: float) -> tuple[float, float]:
     """(notional, unfilled base) of trading ``size`` base across ``levels``, best first."""
     notional, remaining = 0.0, size
     for price, level_size, _ in levels:
@@ -112,15 +143,17 @@ def fill_leg(leg: Leg, book: Book, amount_in: float) -> LegFill:
         size = round_down(base, market.size_increment)
         if size <= 0 or size < market.min_size:
             raise Infeasible(f"{market.symbol}: {base:g} rounds below the minimum size {market.min_size:g}")
-        spent, _ = _trade_size(asks, size)
+        spent, _ = trade_size(asks, size)
         fee = size * market.taker_fee
         return LegFill(market.symbol, leg.side, amount_in, size - fee, size, spent / size, fee)
+    # like a buy, the whole amount must fit the visible depth, not just what rounding keeps of it
+    _, short = trade_size(bids, amount_in)
+    if short > amount_in * 1e-12:
+        raise Infeasible(f"{market.symbol}: not enough bid depth for {amount_in:g} {market.base}")
     size = round_down(amount_in, market.size_increment)
     if size <= 0 or size < market.min_size:
         raise Infeasible(f"{market.symbol}: {amount_in:g} rounds below the minimum size {market.min_size:g}")
-    proceeds, remaining = _trade_size(bids, size)
-    if remaining > size * 1e-12:
-        raise Infeasible(f"{market.symbol}: not enough bid depth for {size:g} {market.base}")
+    proceeds, _ = trade_size(bids, size)
     fee = proceeds * market.taker_fee
     return LegFill(market.symbol, leg.side, amount_in, proceeds - fee, size, proceeds / size, fee)
 
@@ -137,34 +170,3 @@ def walk(triangle: Triangle, books: Mapping[str, Book], start_notional: float) -
     except Infeasible as exc:
         return CycleFill(start_notional, 0.0, tuple(fills), False, exc.reason)
     return CycleFill(start_notional, amount, tuple(fills), True)
-
-
-def first_leg_capacity(triangle: Triangle, books: Mapping[str, Book]) -> float:
-    """The most start asset the first leg's visible levels can absorb (an upper bound for any notional)."""
-    leg = triangle.legs[0]
-    bids, asks = books[leg.market.symbol]
-    if leg.side is Side.BUY:
-        return sum(price * size for price, size, _ in asks)
-    return sum(size for _, size, _ in bids)
-
-
-def max_executable_notional(
-    triangle: Triangle, books: Mapping[str, Book], min_roi: float, *, iterations: int = 40
-) -> float:
-    """The largest start notional whose depth walk is feasible and clears ``min_roi`` (0.0 if none).
-
-    Walking deeper only worsens prices, so ROI falls with notional (up to rounding steps): a bisection over
-    ``(0, first-leg capacity]`` finds the boundary; the answer itself is re-checked.
-    """
-    low, high = 0.0, first_leg_capacity(triangle, books)
-    if high <= 0:
-        return 0.0
-    best = 0.0
-    for _ in range(iterations):
-        middle = (low + high) / 2
-        fill = walk(triangle, books, middle)
-        if fill.feasible and fill.roi >= min_roi:
-            best = low = middle
-        else:
-            high = middle
-    return best

@@ -47,7 +47,7 @@ function addOpportunity(op, streamId) {
   age.dataset.ts = op.ts_detect;
   row.append(element("td", new Date(op.ts_detect).toISOString().slice(11, 23)), element("td", op.cycle_id),
     element("td", bps(op.roi_net), op.roi_net >= 0 ? "pos" : "neg"), element("td", bps(op.roi_gross)),
-    element("td", `${op.executable_notional.toPrecision(6)} ${op.start_asset}`), age, fillCell);
+    element("td", `${op.max_notional_at_min_roi.toPrecision(6)} ${op.start_asset}`), age, fillCell);
   if (op.sim_id) fillCells.set(op.sim_id, fillCell);
   const trace = op.fill || (op.sim_id && pendingFills.get(op.sim_id));
   if (trace) showFill(fillCell, trace);

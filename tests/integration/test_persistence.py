@@ -281,7 +281,7 @@ async def test_every_subject_is_archived_the_control_stream_included(
 
     for subject in Subject:
         [line] = archive_lines(tmp_path, subject.value)
-        assert orjson.loads(line)["v"] == 1, subject
+        assert orjson.loads(line)["v"] >= 1, subject
 
 
 async def test_stop_ends_a_waiting_writer_within_read_block_ms(

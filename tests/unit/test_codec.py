@@ -77,7 +77,8 @@ traces = st.builds(
 opportunities = st.builds(
     Opportunity, id=st.text(min_size=1, max_size=30), cycle_id=st.text(min_size=1, max_size=60),
     exchange=exchanges, roi_net=finite, roi_gross=finite, start_asset=st.text(min_size=1, max_size=8),
-    start_notional=positive, executable_notional=positive, legs=st.lists(legs, min_size=3, max_size=3),
+    start_notional=positive, max_notional_at_min_roi=positive, best_notional=positive, best_profit=finite,
+    legs=st.lists(legs, min_size=3, max_size=3),
     fees_total=positive, ts_detect=epoch_ms, ts_publish=epoch_ms, sim_id=st.none() | texts,
     fill=st.none() | traces,
 )
