@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps browser-deps demo test chaos lint typecheck pytest bench bench-bus bench-books bench-detector demo-session tail clean
+.PHONY: help bootstrap system-deps browser-deps demo test chaos lint typecheck pytest bench bench-bus bench-books bench-detector bench-e2e demo-session tail clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 system-deps:  ## apt-get install redis-server if it is missing
 	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
@@ -70,7 +70,10 @@ bench-books: bootstrap  ## L5 snapshots/s per venue on the shared recordings, as
 bench-detector: bootstrap  ## detector cost per book update (mean, worst market) vs a full rescan
 	$(BIN)/python scripts/bench_detector.py
 
-bench: bench-bus bench-books bench-detector  ## every benchmark
+bench-e2e: bootstrap  ## snapshot rate → one detector process: latency, lag, planted found; drain vs a plain loop
+	$(BIN)/python scripts/bench_e2e.py
+
+bench: bench-bus bench-books bench-detector bench-e2e  ## every benchmark
 
 demo-session: bootstrap  ## regenerate the bundled demo session (deterministic) in producers/data/demo
 	$(BIN)/python scripts/gen_demo_session.py --out-dir producers/data/demo
