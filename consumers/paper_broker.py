@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import Settings
 from consumers.detector.evaluate import Book
-from consumers.detector.graph import Market, Triangle
-from consumers.detector.service import build_detectors, fetch_books
+from consumers.detector.graph import Market, Triangle, enumerate_triangles
+from consumers.detector.service import fetch_books
 from consumers.paper import PaperSimulation
 from schemas import Fill, FillTrace, Opportunity, Subject, sim_id_for
 from schemas.opportunity import FillStatus
@@ -38,8 +38,8 @@ class PaperBroker:
         self._redis = redis
         self._publisher = publisher
         self._clock_ms = clock_ms
-        self._triangles: dict[str, Triangle] = {
-            t.cycle_id: t for d in build_detectors(markets, settings.detector).values() for t in d.triangles}
+        self._triangles: dict[str, Triangle] = {t.cycle_id: t for ms in markets.values()
+                                                for t in enumerate_triangles(list(ms), settings.detector.anchors)}
         self.filled = 0
 
     def consumer(self, name: str | None = None, start_id: str = "$") -> GroupConsumer:

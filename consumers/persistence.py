@@ -320,14 +320,9 @@ class PersistenceWriter:
         failure_delays = backoff_delays(0.1, 5.0)
         while not stop.is_set():
             batch_start = dict(reader.positions)
-            try:
-                entries = await reader.read(block=not burst)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                await self.link.pause(exc, stop)
+            entries = await reader.read_riding_out_faults(stop, block=not burst)
+            if entries is None:
                 continue
-            self.link.ok()
             if not entries:
                 if burst:
                     return

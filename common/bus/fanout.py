@@ -84,19 +84,26 @@ class FanoutReader:
             entries.extend(parse_range_reply(stream, await self._redis.xrevrange(stream, count=count)))
         return entries
 
+    async def read_riding_out_faults(
+        self, stop: asyncio.Event | None, *, block: bool = True
+    ) -> list[StreamEntry] | None:
+        """:meth:`read`, but a transient Redis fault is waited out with the link's backoff and gives ``None``
+        (positions unchanged: the next read neither repeats nor skips anything)."""
+        try:
+            entries = await self.read(block=block)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            await self.link.pause(exc, stop)
+            return None
+        self.link.ok()
+        return entries
+
     async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[StreamEntry]:
         """Yield entries as they arrive until ``stop`` is set (checked at least every ``block_ms``);
         transient Redis faults are waited out with backoff."""
         while stop is None or not stop.is_set():
-            try:
-                entries = await self.read()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                await self.link.pause(exc, stop)
-                continue
-            self.link.ok()
-            for entry in entries:
+            for entry in await self.read_riding_out_faults(stop) or ():
                 yield entry
 
 

@@ -58,7 +58,6 @@ class DetectorService:
         self._publisher = publisher
         self._clock_ms = clock_ms
         self.detectors = build_detectors(markets, settings.detector)
-        self._triangles = {t.cycle_id: t for d in self.detectors.values() for t in d.triangles}
         self.published = 0
 
     async def announce_symbols(self) -> None:
