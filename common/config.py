@@ -46,6 +46,7 @@ class StreamLimits(BaseModel):
     control: int = Field(1_000, gt=0)
     opportunity: int = Field(100_000, gt=0)
     fill: int = Field(100_000, gt=0)
+    episode: int = Field(100_000, gt=0)
     deadletter: int = Field(10_000, gt=0)
 
     def for_subject(self, subject: Subject) -> int:
@@ -56,6 +57,7 @@ class StreamLimits(BaseModel):
             Subject.CONTROL: self.control,
             Subject.OPPORTUNITY: self.opportunity,
             Subject.FILL: self.fill,
+            Subject.EPISODE: self.episode,
         }[subject]
 
 
@@ -108,6 +110,10 @@ class DetectorSettings(BaseModel):
     start_notional: dict[str, float] = Field(default_factory=lambda: {
         "USD": 1_000.0, "USDT": 1_000.0, "USDC": 1_000.0, "EUR": 1_000.0, "BTC": 0.02})
     leg_latency_ms: int = Field(50, ge=0, description="paper broker: delay before each leg executes")
+    episode_update_ms: int = Field(1_000, ge=0, description="episodes: at most one update event this often")
+    episode_min_change: float = Field(
+        0.1, ge=0, description="episodes: an update needs ROI or best profit to move by this fraction (ROI by 1 bp at "
+                               "least)")
     workers: int = Field(1, ge=1, le=64, description="detector workers per process (consumer group members)")
 
 

@@ -72,6 +72,7 @@ UNREQUESTED = Counter("triarb_ws_unrequested_updates_total",
 
 # --- detector -------------------------------------------------------------------------------------------
 OPPORTUNITIES = Counter("triarb_opportunities_total", "Opportunities published", ["venue"])
+EPISODE_EVENTS = Counter("triarb_episode_events_total", "Episode events published", ["venue", "event"])
 DETECTOR_SKIPS = Counter("triarb_detector_skips_total", "Triangle evaluations skipped, by reason", ["reason"])
 DETECTOR_UNTRUSTED_BOOKS = Counter(
     "triarb_detector_untrusted_books_total", "Hot-cache books left out of evaluation: unreadable or impossible",

@@ -28,6 +28,8 @@ class DemoVenue:
     symbols: list[str]
     depth: int
     server: FakeVenue | ReplayVenue
+    quote_interval_ms: int
+    """how often the venue re-quotes every book: legs are this old just before each requote"""
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -39,10 +41,12 @@ async def start_demo_venue(venue: Venue, demo_dir: Path = DEMO_DIR, *, host: str
     if session.is_file():
         replay = ReplayVenue(session, speed=1.0, loop=True)
         url = await replay.start(host, port)
-        return DemoVenue(venue, url, replay.book_symbols(), replay.depth or 10, replay)
+        step_s = replay.header.get("step_s")
+        interval_ms = int(float(step_s) * 1000) if isinstance(step_s, int | float) else 1_000
+        return DemoVenue(venue, url, replay.book_symbols(), replay.depth or 10, replay, interval_ms)
     markets = [Market(symbol, mid, price_decimals, size_decimals)
                for symbol, mid, price_decimals, size_decimals in RANDOM_WALK_MARKETS[venue]]
     seed = 1 if venue is Venue.COINBASE else 2  # two venues, two different random walks
     fake = FakeVenue(venue, markets, seed=seed, tick_interval_s=0.05, heartbeat_interval_s=1.0)
     url = await fake.start(host, port)
-    return DemoVenue(venue, url, [m.symbol for m in markets], 10, fake)
+    return DemoVenue(venue, url, [m.symbol for m in markets], 10, fake, 50)

@@ -41,6 +41,7 @@ class ReplayVenue(LocalVenueServer):
             elif record.kind == "send" and record.data is not None and self.depth is None:
                 self.depth = subscribed_depth(record.data)
         self.venue: Venue = venue_of(header)
+        self.header = header
         self.finished = asyncio.Event()
         self.clients = 0
 

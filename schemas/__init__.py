@@ -10,6 +10,7 @@ Timestamps are integer milliseconds since the Unix epoch in every field named ``
 
 from schemas.codec import CodecError, UnknownVersionError, decode, encode_fields
 from schemas.control import SymbolControl
+from schemas.episode import CloseReason, Episode, EpisodeEvent, episode_id_for
 from schemas.health import Channel, FeedStatus, Health
 from schemas.market import Level, Side, Snapshot, Source, Trade, canonical_symbol
 from schemas.opportunity import Fill, FillLeg, FillTrace, Leg, Opportunity, sim_id_for
@@ -17,7 +18,10 @@ from schemas.streams import StreamNames, Subject
 
 __all__ = [
     "Channel",
+    "CloseReason",
     "CodecError",
+    "Episode",
+    "EpisodeEvent",
     "FeedStatus",
     "Fill",
     "FillLeg",
@@ -37,5 +41,6 @@ __all__ = [
     "canonical_symbol",
     "decode",
     "encode_fields",
+    "episode_id_for",
     "sim_id_for",
 ]

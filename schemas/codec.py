@@ -11,8 +11,9 @@ import re
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 import orjson
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.base import WireModel
 from schemas.control import SymbolControl
+from schemas.episode import Episode
 from schemas.health import Health
 from schemas.market import Snapshot, Trade
 from schemas.opportunity import Fill, Opportunity
@@ -34,6 +36,7 @@ SUBJECT_MODELS: dict[Subject, type[WireModel]] = {
     Subject.CONTROL: SymbolControl,
     Subject.OPPORTUNITY: Opportunity,
     Subject.FILL: Fill,
+    Subject.EPISODE: Episode,
 }
 
 SUPPORTED_VERSIONS: dict[type[WireModel], frozenset[int]] = {
@@ -161,9 +164,11 @@ def decode(subject: Subject | str, fields: Mapping[Any, FieldValue]) -> WireMode
     return decode_as(model, fields)
 
 
-class BookRef(WireModel):
+@dataclass(frozen=True, slots=True)
+class BookRef:
     """Which book a snapshot entry is about, and nothing else: what the detector needs from each delivered
-    snapshot (it reads the legs it evaluates from the hot cache), at a fraction of a full decode."""
+    snapshot (it reads the legs it evaluates from the hot cache). A slotted dataclass, not a model: one is
+    handed over per delivered entry and it is never validated or encoded again."""
 
     exchange: str
     symbol: str
@@ -171,18 +176,27 @@ class BookRef(WireModel):
 
 _ASCII_NAME = re.compile(rb"[a-z][a-z0-9_]{0,31}")
 _ASCII_SYMBOL = re.compile(rb"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}")
+BOOK_REF_CACHE_SIZE = 4096
+"""Books whose checked :class:`BookRef` is kept (a venue lists a few hundred): each pair is checked once."""
 
 
 def decode_book_ref(fields: Mapping[Any, FieldValue]) -> BookRef:
     """``exchange`` and ``symbol`` of a snapshot entry (bytes fields, as Redis returns them), with the same
-    version and spelling checks a full decode makes on them; raises :class:`CodecError`."""
-    version, exchange, symbol = fields.get(b"v"), fields.get(b"exchange"), fields.get(b"symbol")
-    if version is None:
-        raise UnknownVersionError("Snapshot: entry has no 'v' field")
+    version and spelling checks a full decode makes on them; raises :class:`CodecError`. Entries of the same
+    book get the same (immutable) instance."""
+    version = fields.get(b"v")
     if version != b"1":
+        if version is None:
+            raise UnknownVersionError("Snapshot: entry has no 'v' field")
         raise UnknownVersionError(f"Snapshot: v={version!r} is not supported (this build reads [1])")
+    return _checked_book_ref(fields.get(b"exchange"), fields.get(b"symbol"))
+
+
+@lru_cache(maxsize=BOOK_REF_CACHE_SIZE)
+def _checked_book_ref(exchange: FieldValue | None, symbol: FieldValue | None) -> BookRef:
+    """Only a pair that passes is cached: a refused one raises again on every entry."""
     if not isinstance(exchange, bytes) or not _ASCII_NAME.fullmatch(exchange):
         raise CodecError(f"Snapshot: exchange {exchange!r} is not a lower-case venue name")
     if not isinstance(symbol, bytes) or not _ASCII_SYMBOL.fullmatch(symbol):
         raise CodecError(f"Snapshot: symbol {symbol!r} is not canonical BASE-QUOTE")
-    return BookRef.model_construct(exchange=exchange.decode(), symbol=symbol.decode())
+    return BookRef(exchange.decode(), symbol.decode())

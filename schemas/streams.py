@@ -19,11 +19,13 @@ class Subject(StrEnum):
     CONTROL = "strategy.ctrl.symbols"
     OPPORTUNITY = "strategy.opportunity"
     FILL = "strategy.fill"
+    EPISODE = "strategy.episode"
 
 
 DEADLETTER = "deadletter"
 BOOK_KEY_PREFIX = "md:book:"
 MARKETS_KEY_PREFIX = "md:markets:"
+EPISODES_KEY_PREFIX = "strategy:episodes:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,11 @@ class StreamNames:
         """The set of canonical symbols ``exchange``'s producer can hold (its discovered markets): what
         control requests and consumers check symbols against. Written by that producer at start."""
         return f"{self.prefix}{MARKETS_KEY_PREFIX}{exchange}"
+
+    def episodes_key(self, exchange: str) -> str:
+        """The episode state of every cycle of ``exchange`` that ever paid (a hash: cycle id → state), which
+        the detector's workers change only by compare-and-set (see ``consumers/detector/episode_store.py``)."""
+        return f"{self.prefix}{EPISODES_KEY_PREFIX}{exchange}"
 
     def seen_key(self, subject: Subject | str, entry_id: str) -> str:
         """Marks an id of ``subject`` as written (opportunities, fills): the publish script appends an entry

@@ -18,7 +18,8 @@ CPU per process and for the rest of the machine is printed with each figure: on 
 another job's load shows up there, and the run is flagged.
 
 Latencies have the millisecond resolution of the schemas' timestamps. Usage: ``python scripts/bench_e2e.py
-[--quick] [--rates 2000,5000] [--seconds S] [--backlog N] [--repeats R] [--profile]`` (``make bench-e2e``);
+[--quick] [--rates 2000,5000] [--seconds S] [--backlog N] [--repeats R] [--profile] [--only live|drain]``
+(``make bench-e2e``);
 the last line printed is one JSON object with every figure.
 """
 
@@ -460,6 +461,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="drain rounds (median)")
     parser.add_argument("--quick", action="store_true", help="3 s per rate, a 50k backlog, one drain round")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of a one-worker drain")
+    parser.add_argument("--only", choices=("live", "drain"), help="run one part (default: both)")
     args = parser.parse_args()
     seconds, backlog, repeats = (3.0, 50_000, 1) if args.quick else (args.seconds, args.backlog, args.repeats)
     rates = [int(r) for r in args.rates.split(",")]
@@ -472,17 +474,22 @@ def main() -> None:
             print(f"e2e benchmark: {len(SYMBOLS)} {VENUE} books, ETH-BTC -3 % for {WINDOW_MS} ms every {PERIOD_MS} ms,"
                   f" {seconds:g} s per rate; one `triarb detector` process; {os.cpu_count()} CPUs,"
                   f" load average {os.getloadavg()[0]:.2f}", flush=True)
-            rates_out = runner.run(live(settings, endpoint, work_dir, rates, seconds))
-            print_live(rates_out)
-            drained = runner.run(drain(settings, endpoint, work_dir, backlog, repeats))
-            print_drain(drained, settings.bus.read_count)
-            if args.profile:
+            rates_out: dict[str, dict[str, Any]] = {}
+            drained: dict[str, Any] = {}
+            if args.only in (None, "live"):
+                rates_out = runner.run(live(settings, endpoint, work_dir, rates, seconds))
+                print_live(rates_out)
+            if args.only in (None, "drain"):
+                drained = runner.run(drain(settings, endpoint, work_dir, backlog, repeats))
+                print_drain(drained, settings.bus.read_count)
+            if args.profile and drained:
                 runner.run(profile_drain(settings, endpoint, work_dir, 20))
-    busiest = max([r["cores"]["others"] for r in rates_out.values()] + [c["others"] for c in drained["cores"].values()])
+    busiest = max([r["cores"]["others"] for r in rates_out.values()]
+                  + [c["others"] for c in drained.get("cores", {}).values()])
     if busiest > BUSY_MACHINE_CORES:
         print(f"WARNING: other processes used up to {busiest:.2f} cores during the run: these figures understate "
               "what this stack does on a quiet machine; run it again when nothing else runs")
-    print(json.dumps({"bench": "e2e", "rates": rates_out, "drain": drained}))
+    print(json.dumps({"bench": "e2e", "rates": rates_out or None, "drain": drained or None}))
 
 
 if __name__ == "__main__":

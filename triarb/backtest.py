@@ -36,9 +36,11 @@ import orjson
 
 from common.config import DetectorSettings
 from common.markets import MarketInfo
+from consumers.detector.engine import TriangleDetector
+from consumers.detector.episodes import EpisodeRules, EpisodeState, Observation, lapsed, observe_batch, step
 from consumers.detector.evaluate import Book
 from consumers.detector.graph import Market, Triangle, tradable_markets
-from consumers.detector.service import build_detectors
+from consumers.detector.service import build_detectors, episode_rules
 from consumers.paper import PaperSimulation
 from producers.capture import CaptureFormatError, CaptureRecord, header_markets, read_capture
 from producers.feed import PARSERS, BookChanged, Venue, VenueFeed
@@ -46,7 +48,7 @@ from producers.replay import header_precisions, subscribed_depth, venue_of
 from producers.venues import kraken
 from producers.venues.events import BookSnapshot, VenueProtocolError
 from producers.versions import BookVersions
-from schemas import Opportunity, Snapshot
+from schemas import Episode, Opportunity, Snapshot
 
 ASSUMED_SIZE_INCREMENT = 1e-8
 """What a market without a known list gets: finer than any venue's, so it never hides an opportunity, and
@@ -182,12 +184,31 @@ def _market_list(venue: Venue, given: Mapping[str, Sequence[MarketInfo]],
 # --- the run ------------------------------------------------------------------------------------------
 
 
+@dataclass
+class BacktestResult:
+    opportunities: list[Opportunity]
+    """each id once, paper-filled, by detection time"""
+    episodes: list[Episode]
+    """every episode event in the order the live detector would publish them"""
+
+
 def run_backtest(
     captures: Sequence[Path], settings: DetectorSettings, *, markets: Mapping[str, Sequence[MarketInfo]] | None = None,
     snapshot_levels: int = 5, warn: Warn = warn_on_stderr, progress: Callable[[float], None] | None = None,
 ) -> list[Opportunity]:
-    """Every opportunity the captures hold, paper-filled. ``markets``: venue → its market list (the discovery
-    cache format); ``snapshot_levels`` as the producers publish (``producers.snapshot_levels``)."""
+    """Every opportunity the captures hold, paper-filled (see :func:`backtest`)."""
+    return backtest(captures, settings, markets=markets, snapshot_levels=snapshot_levels, warn=warn,
+                    progress=progress).opportunities
+
+
+def backtest(
+    captures: Sequence[Path], settings: DetectorSettings, *, markets: Mapping[str, Sequence[MarketInfo]] | None = None,
+    snapshot_levels: int = 5, warn: Warn = warn_on_stderr, progress: Callable[[float], None] | None = None,
+) -> BacktestResult:
+    """Every opportunity the captures hold, paper-filled, and their episodes. ``markets``: venue → its market
+    list (the discovery cache format); ``snapshot_levels`` as the producers publish
+    (``producers.snapshot_levels``). Episodes still open when the captures end close as stale, when their
+    legs went stale, as the live detector's sweep closes them once a feed stops."""
     files = [read_capture_file(path) for path in captures]
     venue_markets = backtest_markets(files, settings, markets or {}, warn)
     detectors = build_detectors({venue.value: ms for venue, ms in venue_markets.items()}, settings)  # as live
@@ -195,17 +216,58 @@ def run_backtest(
     books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in detectors}
     found: dict[str, Opportunity] = {}
     pending: list[PaperSimulation] = []
+    episodes = _Episodes(episode_rules(settings), detectors)
     for snapshot in replay_snapshots(files, snapshot_levels=snapshot_levels, progress=progress):
         now_ms, venue = snapshot.ts_ingest, snapshot.exchange
         _advance(pending, books, now_ms, found)  # books change only here, so legs due before now see them as now
         books[venue][snapshot.symbol] = snapshot
-        for opportunity in detectors[venue].evaluate([snapshot.symbol], books[venue], now_ms):
+        evaluated = detectors[venue].evaluate([snapshot.symbol], books[venue], now_ms)
+        for opportunity in evaluated:
             if opportunity.id not in found:
                 found[opportunity.id] = opportunity
                 pending.append(PaperSimulation.start(opportunity, triangles[opportunity.cycle_id], now_ms,
                                                      settings.leg_latency_ms))
+        episodes.observe(venue, snapshot.symbol, books[venue], evaluated, now_ms)
     _advance(pending, books, 2**62, found)
-    return sorted(found.values(), key=lambda o: (o.ts_detect, o.id))
+    episodes.end()
+    return BacktestResult(sorted(found.values(), key=lambda o: (o.ts_detect, o.id)), episodes.events)
+
+
+class _Episodes:
+    """The live detector's episode steps, applied in evaluation order to states kept here (open ones only:
+    one evaluator in time order never needs a closed episode's order to reject a late view)."""
+
+    def __init__(self, rules: EpisodeRules, detectors: Mapping[str, TriangleDetector]) -> None:
+        self._rules = rules
+        self._detectors = detectors
+        self._open: dict[str, dict[str, EpisodeState]] = {venue: {} for venue in detectors}
+        self.events: list[Episode] = []
+
+    def observe(self, venue: str, symbol: str, books: Mapping[str, Snapshot], found: Sequence[Opportunity],
+                now_ms: int) -> None:
+        detector = self._detectors[venue]
+        if not found and not self._open[venue]:
+            return
+        self._apply(venue, observe_batch(detector, detector.affected([symbol]), books, found, self._open[venue],
+                                         now_ms))
+
+    def end(self) -> None:
+        for venue, states in self._open.items():
+            self._apply(venue, [lapse for state in list(states.values())
+                                if (lapse := lapsed(state, 2**62)) is not None])
+
+    def _apply(self, venue: str, observations: Sequence[Observation]) -> None:
+        states = self._open[venue]
+        for observation in observations:
+            transition = step(states.get(observation.cycle_id), observation, self._rules)
+            if transition is None:
+                continue
+            if transition.state.open:
+                states[observation.cycle_id] = transition.state
+            else:
+                states.pop(observation.cycle_id, None)
+            if transition.event is not None:
+                self.events.append(transition.event)
 
 
 def replay_snapshots(
@@ -274,10 +336,10 @@ def _advance(pending: list[PaperSimulation], books: Mapping[str, Mapping[str, Sn
     pending[:] = still
 
 
-def write_ndjson(opportunities: list[Opportunity], out: Path) -> None:
+def write_ndjson(records: Sequence[Opportunity | Episode], out: Path) -> None:
     with out.open("wb") as file:
-        for opportunity in opportunities:
-            file.write(orjson.dumps(opportunity.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS) + b"\n")
+        for record in records:
+            file.write(orjson.dumps(record.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS) + b"\n")
 
 
 def progress_bar(fraction: float) -> None:

@@ -45,9 +45,9 @@ from producers.feed import Venue
 from producers.replay import check_capture
 from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
-from schemas import Subject, SymbolControl
+from schemas import EpisodeEvent, Subject, SymbolControl
 from schemas.control import ControlOp, ControlSource
-from triarb.backtest import progress_bar, run_backtest, write_ndjson
+from triarb.backtest import backtest, progress_bar, write_ndjson
 from triarb.stack import (
     StackError,
     capture_writer,
@@ -337,16 +337,23 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
     missing = [str(path) for path in [*args.captures, *args.markets] if not path.is_file()]
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")
+    episodes_out = args.episodes or args.out.with_name(f"{args.out.stem}.episodes{args.out.suffix or '.ndjson'}")
+    for out in (args.out, episodes_out):  # before the run, not after it
+        if not out.parent.is_dir():
+            raise CommandError(f"cannot write {out}: no directory {out.parent}; create it or choose another path")
     markets = read_market_files(args.markets)
     try:
-        opportunities = run_backtest(args.captures, settings.detector, markets=markets,
-                                     snapshot_levels=settings.producers.snapshot_levels,
-                                     progress=None if args.quiet else progress_bar)
+        result = backtest(args.captures, settings.detector, markets=markets,
+                          snapshot_levels=settings.producers.snapshot_levels,
+                          progress=None if args.quiet else progress_bar)
     except (CaptureFormatError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    write_ndjson(opportunities, args.out)
-    filled = sum(1 for o in opportunities if o.fill is not None and o.fill.status == "filled")
-    print(f"{len(opportunities)} opportunities ({filled} paper-filled) written to {args.out}")
+    write_ndjson(result.opportunities, args.out)
+    write_ndjson(result.episodes, episodes_out)
+    filled = sum(1 for o in result.opportunities if o.fill is not None and o.fill.status == "filled")
+    opened = sum(1 for e in result.episodes if e.event is EpisodeEvent.OPEN)
+    print(f"{len(result.opportunities)} opportunities ({filled} paper-filled) written to {args.out}; "
+          f"{opened} episodes ({len(result.episodes)} events) to {episodes_out}")
 
 
 def read_market_files(paths: Sequence[Path]) -> dict[str, list[MarketInfo]]:
@@ -575,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest = commands.add_parser(
         "backtest", help="captures → books → detector → paper broker, offline (no Redis)",
-        usage="triarb backtest CAPTURE... [--markets FILE]... --out FILE [--quiet]",
+        usage="triarb backtest CAPTURE... [--markets FILE]... --out FILE [--episodes FILE] [--quiet]",
         description="Replays captures (WS_CAPTURE=true files, the ../shared/fixtures format, the bundled demo "
                     "sessions) through the producers' parsers and books, the detector and the paper broker, with "
                     "the configured detector settings. Book versions are numbered as a producer that started at the "
@@ -591,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
         "producers' discovery); repeat for several venues; wins over the capture header"))
     backtest.add_argument("--out", type=Path, required=True, metavar="FILE",
                           help="opportunities as NDJSON (deterministic order)")
+    backtest.add_argument("--episodes", type=Path, metavar="FILE", help=(
+        "episode events (open/update/close) as NDJSON, as the live detector publishes them on strategy.episode "
+        "(default: OUT's name with .episodes before its suffix)"))
     backtest.add_argument("--quiet", action="store_true", help="no progress bar")
     backtest.set_defaults(run=cmd_backtest)
 

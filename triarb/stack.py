@@ -18,7 +18,7 @@ from pathlib import Path
 from common import metrics
 from common.backoff import backoff_delays
 from common.bus import Publisher
-from common.config import Role, Settings, VenueSettings
+from common.config import DetectorSettings, Role, Settings, VenueSettings
 from common.markets import cache_path, load_markets, venue_catalog
 from common.redis import EmbeddedRedis, EmbeddedRedisError, RedisEndpoint, connect, log_tail
 from common.redis_link import RedisProbe
@@ -104,6 +104,7 @@ async def _run_components(
                 demo_venues.append(served)
                 venues[venue] = VenueSettings(url=served.url, symbols=served.symbols, book_depth=served.depth)
                 setattr(settings.producers, venue.value, venues[venue])  # what the dashboard shows as defaults
+            fit_freshness_to(settings.detector, max(served.quote_interval_ms for served in demo_venues))
         await service.start()
         markets = detector_markets(settings, venues)
         async with (
@@ -145,6 +146,16 @@ async def _run_components(
         await control_redis.aclose()
         await paper_redis.aclose()
         await monitor_redis.aclose()
+
+
+def fit_freshness_to(detector: DetectorSettings, quote_interval_ms: int) -> None:
+    """The demo venues re-quote every book once per interval, so a leg is a whole interval old just before its
+    requote: a freshness limit at or under it would split every episode at each tick. Allow two intervals."""
+    needed = 2 * quote_interval_ms
+    if detector.max_age_ms < needed:
+        log.info("demo: detector.max_age_ms %d → %d (the demo venues re-quote every %d ms)",
+                 detector.max_age_ms, needed, quote_interval_ms)
+        detector.max_age_ms = needed
 
 
 def detector_markets(settings: Settings, venues: dict[Venue, VenueSettings]) -> dict[str, list[Market]]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.base import WireModel
 from schemas.streams import Subject
 
 Fields = dict[bytes, bytes]
 """A stream entry's field/value pairs exactly as Redis returned them (bytes; the codec decodes)."""
+
+Payload = Any
+"""What a decoder made of an entry: its ``WireModel`` with the default decoder, or only what a lean decoder
+keeps (the detector's :class:`schemas.codec.BookRef`). ``Any``, not a union, so that handlers on the default
+decoder use their model as before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +32,7 @@ class Delivery:
     subject: Subject
     stream: str
     id: str
-    model: WireModel
+    model: Payload
 
 
 def text(value: Any) -> str:
@@ -53,4 +57,18 @@ def parse_stream_reply(reply: Any) -> list[StreamEntry]:
         for entry_id, fields in messages:
             if fields is not None:
                 out.append(StreamEntry(name, text(entry_id), fields))
+    return out
+
+
+def parse_raw_stream_reply(reply: Any) -> list[StreamEntry]:
+    """:func:`parse_stream_reply` for a reply redis-py has not parsed (each entry's fields still one flat
+    ``[field, value, ...]`` list; streams a list of pairs in RESP2, a map in RESP3): one pass, no
+    intermediate tuples or dicts. It is the group worker's hot path, which therefore reads XREADGROUP raw."""
+    out: list[StreamEntry] = []
+    for stream_name, messages in reply.items() if isinstance(reply, dict) else reply or ():
+        name = text(stream_name)
+        for entry_id, flat in messages:
+            if flat is not None:
+                pairs = iter(flat)
+                out.append(StreamEntry(name, entry_id.decode(), dict(zip(pairs, pairs, strict=True))))
     return out

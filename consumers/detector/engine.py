@@ -94,31 +94,35 @@ class TriangleDetector:
         return found
 
     def evaluate_one(self, triangle: Triangle, books: Mapping[str, Snapshot], now_ms: int) -> Opportunity | None:
+        """The triangle's opportunity now, or None (and the reason counted in ``skips``)."""
+        outcome = self.assess(triangle, books, now_ms)
+        if isinstance(outcome, str):
+            self.skips[outcome] += 1
+            return None
+        return outcome
+
+    def assess(self, triangle: Triangle, books: Mapping[str, Snapshot], now_ms: int) -> Opportunity | str:
+        """The triangle's opportunity now, or the reason it has none (a ``skips`` key; not counted here)."""
         self.evaluations += 1
         snapshots = [books.get(symbol) for symbol in triangle.symbols]
         if any(s is None for s in snapshots):
-            self.skips["missing_book"] += 1
-            return None
+            return "missing_book"
         legs_snapshots = [s for s in snapshots if s is not None]
         problem = freshness_problem(legs_snapshots, now_ms, self.rules)
         if problem is not None:
-            self.skips[problem] += 1
-            return None
+            return problem
         levels: dict[str, Book] = {s.symbol: (s.bids, s.asks) for s in legs_snapshots}
         screened = top_of_book(triangle, levels)
         if screened is None:
-            self.skips["empty_side"] += 1
-            return None
+            return "empty_side"
         if screened[1] - 1.0 < self.rules.min_roi:
-            self.skips["below_threshold"] += 1
-            return None
+            return "below_threshold"
         curve = depth_curve(triangle, levels)
         largest = max_notional_at_min_roi(triangle, levels, self.rules.min_roi, curve)
         fill = walk(triangle, levels, min(self.rules.start_notional.get(triangle.start_asset, 1.0), largest))
         best = most_profitable_fill(triangle, levels, curve) if largest > 0 and fill.feasible else None
         if best is None:
-            self.skips["not_executable"] += 1
-            return None
+            return "not_executable"
         best = max(best, fill, key=lambda f: f.profit)  # rounding can make the published walk the better one
         return build_opportunity(triangle, legs_snapshots, fill, best, largest, now_ms)
 

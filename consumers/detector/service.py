@@ -12,6 +12,7 @@ derive from the books' versions, so readers de-duplicate what several workers re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -22,9 +23,12 @@ from redis.asyncio import Redis
 from common import metrics
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import DetectorSettings, Settings
+from common.redis_link import RedisLink, is_transient
 from consumers.detector.engine import DetectorRules, TriangleDetector
+from consumers.detector.episode_store import EpisodeStore, States
+from consumers.detector.episodes import EpisodeRules, observe_batch
 from consumers.detector.graph import Market, Triangle, enumerate_triangles
-from schemas import CodecError, Opportunity, Snapshot, Subject, SymbolControl, sim_id_for
+from schemas import CodecError, Episode, Opportunity, Snapshot, Subject, SymbolControl, sim_id_for
 from schemas.checks import snapshot_problem
 from schemas.codec import BookRef, decode_as, decode_book_ref
 from schemas.control import MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
@@ -33,6 +37,10 @@ from schemas.streams import StreamNames
 log = logging.getLogger(__name__)
 
 GROUP = "detector"
+
+
+def episode_rules(settings: DetectorSettings) -> EpisodeRules:
+    return EpisodeRules(settings.episode_update_ms, settings.episode_min_change, settings.max_age_ms)
 
 
 def build_detectors(markets: Mapping[str, Sequence[Market]], settings: DetectorSettings) -> dict[str, TriangleDetector]:
@@ -58,6 +66,8 @@ class DetectorService:
         self._publisher = publisher
         self._clock_ms = clock_ms
         self.detectors = build_detectors(markets, settings.detector)
+        self.episodes = EpisodeStore(redis, settings.names, settings.streams, episode_rules(settings.detector))
+        self.link = RedisLink("detector-episodes")
         self.published = 0
 
     async def announce_symbols(self) -> None:
@@ -91,7 +101,7 @@ class DetectorService:
             if book.exchange in self.detectors:
                 updated[book.exchange].add(book.symbol)
         affected = {venue: self.detectors[venue].affected(symbols) for venue, symbols in updated.items()}
-        books = await fetch_books(self._redis, self._settings.names, affected)
+        books, states = await fetch_books_and_episodes(self._redis, self._settings.names, affected, self.episodes)
         now_ms = self._clock_ms()
         found: list[Opportunity] = []
         for venue, symbols in updated.items():
@@ -110,24 +120,70 @@ class DetectorService:
             metrics.DETECT_LATENCY.observe(max(0.0, (published_ms - newest_ingest) / 1000))
         await self._publisher.flush()  # published before the batch is acknowledged
         self.published += len(found)
+        for venue in updated:  # after the opportunities: episodes must not delay them
+            observations = observe_batch(self.detectors[venue], affected[venue], books[venue],
+                                         [o for o in found if o.exchange == venue],
+                                         {cycle: state for cycle, (_, state) in states[venue].items()}, now_ms)
+            if observations:
+                await self.episodes.apply(venue, observations, states[venue])
         for detector in self.detectors.values():
             for reason, count in detector.skips.items():
                 metrics.DETECTOR_SKIPS.labels(reason=reason).inc(count)
             detector.skips.clear()
+
+    async def sweep_episodes(self, stop: asyncio.Event) -> None:
+        """Close episodes whose legs went stale while no update came (a feed that stopped says nothing), every
+        quarter of ``max_age_ms``; every process sweeps, the compare-and-set lets one close each."""
+        interval_s = max(0.05, self._settings.detector.max_age_ms / 4000)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+            try:
+                await self.sweep_once()
+            except Exception as exc:  # Redis away: the next sweep catches up
+                if not is_transient(exc):
+                    raise
+                await self.link.pause(exc, stop)
+            else:
+                self.link.ok()
+
+    async def sweep_once(self) -> list[Episode]:
+        closed: list[Episode] = []
+        for venue in self.detectors:
+            closed.extend(await self.episodes.sweep(venue, self._clock_ms()))
+        return closed
+
 
 async def fetch_books(
     redis: Redis, names: StreamNames, affected: Mapping[str, Sequence[Triangle]]
 ) -> dict[str, dict[str, Snapshot]]:
     """Every leg of every affected triangle from the hot cache, in one pipelined round trip; a book that does
     not decode, is filed under another market or cannot exist is left out (and counted)."""
+    return (await fetch_books_and_episodes(redis, names, affected, None))[0]
+
+
+async def fetch_books_and_episodes(
+    redis: Redis, names: StreamNames, affected: Mapping[str, Sequence[Triangle]], episodes: EpisodeStore | None,
+) -> tuple[dict[str, dict[str, Snapshot]], dict[str, States]]:
+    """:func:`fetch_books`, and with ``episodes`` each venue's episode states, in the same round trip."""
     keys = sorted({(venue, symbol) for venue, ts in affected.items() for t in ts for symbol in t.symbols})
     books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in affected}
+    states: dict[str, States] = {venue: {} for venue in affected}
     if not keys:
-        return books
+        return books, states
     pipe = redis.pipeline(transaction=False)
     for venue, symbol in keys:
         pipe.hgetall(names.book_key(venue, symbol))
-    for (venue, symbol), fields in zip(keys, await pipe.execute(), strict=True):
+    venues = sorted(affected) if episodes is not None else []
+    for venue in venues:
+        assert episodes is not None
+        episodes.queue_read(pipe, venue)
+    replies = await pipe.execute()
+    for venue, reply in zip(venues, replies[len(keys):], strict=True):
+        assert episodes is not None
+        states[venue] = episodes.parse(venue, reply)
+    for (venue, symbol), fields in zip(keys, replies[:len(keys)], strict=True):
         if not fields:
             continue
         try:
@@ -143,7 +199,7 @@ async def fetch_books(
             metrics.DETECTOR_UNTRUSTED_BOOKS.labels(venue=venue).inc()
             log.warning("untrusted hot-cache book left out", extra={"venue": venue, "symbol": symbol,
                                                                      "reason": problem})
-    return books
+    return books, states
 
 
 async def run_workers(
@@ -154,3 +210,7 @@ async def run_workers(
     async with asyncio.TaskGroup() as tasks:
         for _ in range(workers):
             tasks.create_task(service.consumer(start_id=start_id).run(stop, burst=burst))
+        if not burst:
+            tasks.create_task(service.sweep_episodes(stop))
+    if burst:  # what the drained backlog left open and stale by now
+        await service.sweep_once()

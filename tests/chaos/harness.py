@@ -52,6 +52,8 @@ class Row:
     lost_beyond_promise: int
     duplicates_on_disk: int
     exited: list[str] = field(default_factory=list)
+    gaps: dict[str, str] = field(default_factory=dict)
+    """Ids in Redis but missing from the archive → why (the dead-letter reason, or "not dead-lettered")."""
 
     def cells(self) -> list[str]:
         return [self.fault, f"{self.recovery_s:.1f}", str(self.redis_lost), str(self.lost_beyond_promise),
@@ -263,7 +265,17 @@ class ChaosStack:
         # a gap in the archive: in Redis, inside the archived range, not on disk
         missing_on_disk = {i for i in in_redis if first <= id_key(i) <= last} - set(counts)
         return Row(fault, recovery_s, len(redis_lost - beyond), len(beyond) + len(missing_on_disk), duplicates,
-                   self.exited())
+                   self.exited(), self.explain(sorted(missing_on_disk, key=id_key)[:20]))
+
+    def explain(self, missing: list[str]) -> dict[str, str]:
+        """For a failing row: why each id missing from the archive is missing, as far as Redis can tell."""
+        if not missing:
+            return {}
+        with self.admin() as admin:
+            letters = admin.xrange(self.settings.names.deadletter)
+        reasons = {fields[b"id"].decode(): f"{fields[b'rejected_by'].decode()}: {fields[b'reason'].decode()}"
+                   for _id, fields in letters if fields.get(b"stream") == SNAPSHOTS.encode()}
+        return {entry_id: reasons.get(entry_id, "not dead-lettered") for entry_id in missing}
 
 
 def _drain(process: subprocess.Popen[str]) -> None:

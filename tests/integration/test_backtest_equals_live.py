@@ -1,4 +1,4 @@
-"""Backtest = live: one capture, the same book versions and the same opportunity ids offline and through Redis.
+"""Backtest = live: one capture, the same book versions, opportunity ids and episodes offline and through Redis.
 
 Live path: the bundled Kraken demo session served by a :class:`ReplayVenue` over WebSocket, the real
 :class:`VenueProducer` (parser, books, checksums, book numbering, Publisher → md.snapshot + hot cache in a real
@@ -32,10 +32,10 @@ from producers.demo import DEMO_DIR
 from producers.feed import Venue
 from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
-from schemas import Opportunity, Snapshot
+from schemas import CloseReason, Episode, EpisodeEvent, Opportunity, Snapshot
 from schemas.base import WireModel
 from schemas.codec import decode_as
-from triarb.backtest import backtest_markets, read_capture_file, replay_snapshots, run_backtest
+from triarb.backtest import backtest, backtest_markets, read_capture_file, replay_snapshots
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,8 @@ async def test_the_demo_session_gives_the_same_book_versions_and_opportunity_ids
     capture = read_capture_file(SESSION)
     markets = backtest_markets([capture], settings.detector, {}, warn=lambda _: None)
     offline_versions = [book_version(s) for s in replay_snapshots([capture], snapshot_levels=levels)]
-    offline = run_backtest([SESSION], settings.detector, snapshot_levels=levels, warn=lambda _: None)
+    result = backtest([SESSION], settings.detector, snapshot_levels=levels, warn=lambda _: None)
+    offline = result.opportunities
     assert any("ETH-BTC" in o.cycle_id for o in offline), "the planted mispricings must be found"
 
     venue = ReplayVenue(SESSION, speed=None)
@@ -124,3 +125,16 @@ async def test_the_demo_session_gives_the_same_book_versions_and_opportunity_ids
     live = {o.id: o for o in (decode_as(Opportunity, f) for _, f in await admin.xrange("strategy.opportunity"))}
     assert set(live) == {o.id for o in offline}
     assert {i: as_evaluated(o) for i, o in live.items()} == {o.id: as_evaluated(o) for o in offline}
+
+    # the same episodes: opened by the same opportunities, closed by the same evaluations with the same peak
+    # and best size (updates are rate-limited by the detection clock, which differs; episodes still open when
+    # the capture ends are closed by the backtest as stale, by the live sweep only later)
+    live_episodes = [decode_as(Episode, f) for _, f in await admin.xrange("strategy.episode")]
+    assert as_opened_and_closed(live_episodes) == as_opened_and_closed(
+        [e for e in result.episodes if e.close_reason is not CloseReason.STALE])
+    assert sum(e.event is EpisodeEvent.OPEN for e in live_episodes) >= 3  # one per planted window at least
+
+
+def as_opened_and_closed(episodes: list[Episode]) -> set[tuple[object, ...]]:
+    return {(e.id, e.event, e.cycle_id, e.first_opportunity_id, e.opportunity_id, e.opportunities, e.peak_roi_net,
+             e.best_notional, e.best_profit, e.close_reason) for e in episodes if e.event is not EpisodeEvent.UPDATE}

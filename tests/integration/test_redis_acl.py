@@ -35,6 +35,8 @@ from common.bus.deadletter import dead_letter
 from common.bus.entries import StreamEntry
 from common.config import Role, Settings
 from common.redis import RedisEndpoint, repo_redis_conf
+from consumers.detector.episode_store import EpisodeStore
+from consumers.detector.episodes import EpisodeRules, Paying
 from consumers.persistence import PersistenceWriter
 from schemas import Subject
 from schemas.codec import encode_dict
@@ -49,6 +51,7 @@ ROLE_USERS = [Role.PRODUCER, Role.DETECTOR, Role.PERSISTENCE, Role.DASHBOARD, Ro
 SNAPSHOTS, TRADES, HEALTH = "md.snapshot", "md.trade", "md.health"
 OPPORTUNITIES, CONTROL, DEADLETTER = "strategy.opportunity", "strategy.ctrl.symbols", "deadletter"
 FILLS, PAPER_GROUP = "strategy.fill", "paper"
+EPISODES, EPISODE_STATES = "strategy.episode", "strategy:episodes:coinbase"
 BOOK, MARKETS, HISTORY = "md:book:coinbase:BTC-USD", "md:markets:coinbase", "hist:coinbase:BTC-USD"
 DETECTOR_GROUP = "detector"
 AUDIT_GROUP = "audit"
@@ -113,6 +116,8 @@ REFUSED = [
     refused(Role.PRODUCER, "forge_an_opportunity", lambda r: r.xadd(OPPORTUNITIES, {"v": "1"})),
     refused(Role.PRODUCER, "forge_an_opportunity_through_the_publish_script", publish_script(OPPORTUNITIES)),
     refused(Role.PRODUCER, "halt_producers_with_a_control_entry", lambda r: r.xadd(CONTROL, {"v": "1"})),
+    refused(Role.PRODUCER, "forge_an_episode", lambda r: r.xadd(EPISODES, {"v": "1"})),
+    refused(Role.PRODUCER, "rewrite_an_episode_state", lambda r: r.hset(EPISODE_STATES, "cycle", "{}")),
     refused(Role.PRODUCER, "trim_a_market_data_stream", lambda r: r.xtrim(SNAPSHOTS, maxlen=0)),
     refused(Role.PRODUCER, "trim_a_stream_from_inside_a_script", script(TRIM, SNAPSHOTS)),
     refused(Role.PRODUCER, "delete_a_stream_from_inside_a_script", script(DELETE, SNAPSHOTS)),
@@ -143,6 +148,8 @@ REFUSED = [
     refused(Role.DETECTOR, "trim_the_control_stream", lambda r: r.xtrim(CONTROL, maxlen=0)),
     refused(Role.DETECTOR, "trim_the_control_stream_from_inside_a_script", script(TRIM, CONTROL)),
     refused(Role.DETECTOR, "delete_opportunities", lambda r: r.xdel(OPPORTUNITIES, FIRST)),
+    refused(Role.DETECTOR, "trim_the_episode_stream", lambda r: r.xtrim(EPISODES, maxlen=0)),
+    refused(Role.DETECTOR, "delete_episode_states", lambda r: r.delete(EPISODE_STATES)),
     refused(Role.DETECTOR, "delete_the_control_stream", lambda r: r.delete(CONTROL)),
     refused(Role.DETECTOR, "write_the_quick_history", lambda r: r.lpush(HISTORY, "{}")),
     # persistence: reads with plain XREAD and writes its files; no group right anywhere, no stream writes
@@ -163,6 +170,8 @@ REFUSED = [
     refused(Role.PERSISTENCE, "autoclaim_the_detectors_pending_entries",
             lambda r: r.xautoclaim(SNAPSHOTS, DETECTOR_GROUP, "spy", 0)),
     refused(Role.PERSISTENCE, "forge_an_opportunity", lambda r: r.xadd(OPPORTUNITIES, {"v": "1"})),
+    refused(Role.PERSISTENCE, "forge_an_episode", lambda r: r.xadd(EPISODES, {"v": "1"})),
+    refused(Role.PERSISTENCE, "rewrite_an_episode_state", lambda r: r.hset(EPISODE_STATES, "cycle", "{}")),
     refused(Role.PERSISTENCE, "halt_producers_with_a_control_entry", lambda r: r.xadd(CONTROL, {"v": "1"})),
     refused(Role.PERSISTENCE, "forge_market_data", lambda r: r.xadd(SNAPSHOTS, {"v": "1"})),
     refused(Role.PERSISTENCE, "run_a_script", lambda r: r.eval("return 1", 0)),
@@ -195,6 +204,8 @@ REFUSED = [
             lambda r: r.xreadgroup(DETECTOR_GROUP, "spy", {SNAPSHOTS: ">"})),
     refused(Role.PAPER, "acknowledge_for_the_detector_group", lambda r: r.xack(SNAPSHOTS, DETECTOR_GROUP, FIRST)),
     refused(Role.PAPER, "trim_the_fill_stream", lambda r: r.xtrim(FILLS, maxlen=0)),
+    refused(Role.PAPER, "forge_an_episode", lambda r: r.xadd(EPISODES, {"v": "1"})),
+    refused(Role.PAPER, "rewrite_an_episode_state", lambda r: r.hset(EPISODE_STATES, "cycle", "{}")),
     refused(Role.PAPER, "forge_market_data", lambda r: r.xadd(SNAPSHOTS, {"v": "1"})),
     refused(Role.PAPER, "write_the_hot_cache", lambda r: r.hset(BOOK, "v", "2")),
     refused(Role.PAPER, "halt_producers_with_a_control_entry", lambda r: r.xadd(CONTROL, {"v": "1"})),
@@ -204,6 +215,7 @@ REFUSED = [
     refused(Role.DASHBOARD, "read_through_the_detector_group",
             lambda r: r.xreadgroup(DETECTOR_GROUP, "spy", {SNAPSHOTS: ">"})),
     refused(Role.DASHBOARD, "set_a_key", lambda r: r.set("anything", "1")),
+    refused(Role.DASHBOARD, "forge_an_episode", lambda r: r.xadd(EPISODES, {"v": "1"})),
     refused(Role.DASHBOARD, "delete_a_stream", lambda r: r.delete(SNAPSHOTS)),
     refused(Role.DASHBOARD, "write_the_hot_cache", lambda r: r.hset(BOOK, "v", "2")),
     refused(Role.DASHBOARD, "rewrite_a_market_catalog", lambda r: r.sadd(MARKETS, "FAKE-USD")),
@@ -319,6 +331,11 @@ async def test_detector_runs_its_group_reads_books_publishes_opportunities_and_a
         await publisher.publish(samples.control())  # its symbol announcement
     assert await admin.xlen(OPPORTUNITIES) == 1
     assert len(await detector.xrevrange(CONTROL, count=1)) == 1
+
+    store = EpisodeStore(detector, settings.names, settings.streams, EpisodeRules())
+    opened = Paying(samples.opportunity(), order=1, fresh_until_ms=samples.T0_MS + 1_000)
+    assert len(await store.apply("coinbase", [opened], await store.read("coinbase"))) == 1  # HGET+HSET+XADD in EVAL
+    assert await admin.xlen(EPISODES) == 1 and await admin.hlen(EPISODE_STATES) == 1
 
 
 async def test_persistence_archives_every_stream_keeps_history_and_dead_letters_without_a_group(

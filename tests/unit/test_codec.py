@@ -30,6 +30,7 @@ from schemas import (
 from schemas.base import VENUES, WireModel
 from schemas.codec import decode_book_ref, encode_dict
 from schemas.control import ControlOp, ControlSource
+from schemas.episode import CloseReason, Episode, EpisodeEvent
 from schemas.opportunity import Fill, FillLeg, FillStatus, FillTrace
 from tests import samples
 
@@ -82,6 +83,14 @@ opportunities = st.builds(
     fees_total=positive, ts_detect=epoch_ms, ts_publish=epoch_ms, sim_id=st.none() | texts,
     fill=st.none() | traces,
 )
+episodes = st.builds(
+    Episode, id=st.text(min_size=1, max_size=30), event=st.sampled_from(list(EpisodeEvent)), seq=counts,
+    exchange=exchanges, cycle_id=st.text(min_size=1, max_size=60), start_asset=st.text(min_size=1, max_size=8),
+    opened_ms=epoch_ms, ts=epoch_ms, duration_ms=counts, roi_net=finite, peak_roi_net=finite, peak_ms=epoch_ms,
+    best_notional=positive, best_profit=finite, opportunities=st.integers(1, 10**9),
+    first_opportunity_id=st.text(min_size=1, max_size=30), opportunity_id=st.text(min_size=1, max_size=30),
+    close_reason=st.none() | st.sampled_from(list(CloseReason)),
+)
 fills = st.builds(
     Fill, opportunity_id=st.text(min_size=1, max_size=30), exchange=exchanges,
     cycle_id=st.text(min_size=1, max_size=60), start_asset=st.text(min_size=1, max_size=8),
@@ -95,6 +104,7 @@ VALID_MODELS: dict[Subject, st.SearchStrategy[Any]] = {
     Subject.CONTROL: controls,
     Subject.OPPORTUNITY: opportunities,
     Subject.FILL: fills,
+    Subject.EPISODE: episodes,
 }
 """Valid models of every subject (tests/unit/test_fuzz.py reuses them with a larger budget)."""
 
