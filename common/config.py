@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -117,6 +117,14 @@ class DetectorSettings(BaseModel):
     workers: int = Field(1, ge=1, le=64, description="detector workers per process (consumer group members)")
 
 
+def merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over ``defaults``, table by table (lists and values replace, tables merge)."""
+    out = dict(defaults)
+    for key, value in given.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"
     JSON = "json"
@@ -162,6 +170,28 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO")
     log_format: LogFormat = Field(LogFormat.AUTO, description="auto = human on a terminal, JSON otherwise")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a Redis URL (redis://[USER@]HOST:PORT/DB, rediss://..., unix://PATH)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nested_defaults_kept(cls, data: Any) -> Any:
+        """``TRIARB_PRODUCERS__COINBASE__SYMBOLS`` alone (or a TOML table naming one field) changes that field and
+        keeps every other default of its section, instead of replacing the whole section with what was given."""
+        if not isinstance(data, dict):
+            return data
+        for name in ("streams", "bus", "producers", "detector"):
+            given = data.get(name)
+            if isinstance(given, dict):
+                factory = cls.model_fields[name].default_factory
+                assert factory is not None
+                data[name] = merged(factory().model_dump(), given)  # type: ignore[call-arg]
+        return data
 
     @field_validator("log_level")
     @classmethod

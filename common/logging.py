@@ -17,7 +17,7 @@ from common.config import LogFormat
 
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _HANDLER_NAME = "triarb"
-_QUIET_LOGGERS = {"uvicorn.access": logging.WARNING, "websockets": logging.INFO, "asyncio": logging.WARNING}
+_QUIET_LOGGERS = {"uvicorn.access": logging.WARNING, "websockets": logging.WARNING, "asyncio": logging.WARNING}
 
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import importlib.metadata
 import json
 import os
 import shutil
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -19,7 +22,7 @@ from redis.exceptions import RedisError
 
 from common.acl import AclConfigError, render_config
 from common.bus import FanoutReader, Publisher
-from common.config import Role, Settings, VenueSettings
+from common.config import DEFAULT_CONFIG_FILE, Role, Settings, VenueSettings
 from common.control import ControlRejected, publish_control, read_control_state
 from common.logging import configure_logging
 from common.markets import MarketInfo, load_markets, venue_catalog
@@ -63,6 +66,24 @@ class CommandError(Exception):
     """A problem the user can fix; printed without a traceback, exit status 1."""
 
 
+REACHABLE_TIMEOUT_S = 5.0
+
+
+async def reachable(settings: Settings, role: Role, *, endpoint: RedisEndpoint | None = None) -> Redis:
+    """A client as ``role`` that has answered a PING: a command the user runs against a Redis that is not there
+    says so in one line at once, instead of retrying in silence (faults after this are ridden out)."""
+    redis = connect(settings, role, endpoint=endpoint)
+    try:
+        async with asyncio.timeout(REACHABLE_TIMEOUT_S):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        await redis.aclose()
+        where = settings.masked()["redis_url"] if endpoint is None else f"{endpoint.host}:{endpoint.port}"
+        reason = str(exc) or f"no answer within {REACHABLE_TIMEOUT_S:g}s"
+        raise CommandError(f"cannot reach Redis at {where} as {role.value}: {reason}") from exc
+    return redis
+
+
 def run_async(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop where available (the event loop the stack is tuned for)."""
     try:
@@ -76,6 +97,8 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
     async def serve(endpoint: RedisEndpoint | None) -> None:
+        if endpoint is None:  # an external Redis: say it is missing before anything says "up"
+            await (await reachable(settings, Role.PRODUCER)).aclose()
         stop = asyncio.Event()
         install_stop_signals(stop)
 
@@ -128,7 +151,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> None:
     async def tail() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        redis = connect(settings, Role.DASHBOARD)
+        redis = await reachable(settings, Role.DASHBOARD)
         shown = 0
         try:
             if args.last:
@@ -162,7 +185,7 @@ def cmd_symbols(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"control message rejected: {reasons}") from exc
 
     async def publish() -> None:
-        redis = connect(settings, Role.CONTROL)
+        redis = await reachable(settings, Role.CONTROL)
         try:
             await publish_control(redis, settings, control)
         except ControlRejected as exc:
@@ -177,7 +200,7 @@ def cmd_symbols(args: argparse.Namespace, settings: Settings) -> None:
 
 async def show_symbols(settings: Settings) -> None:
     """Per venue, the user set and the detector set as producers fold them; a producer holds their union."""
-    redis = connect(settings, Role.CONTROL)
+    redis = await reachable(settings, Role.CONTROL)
     try:
         state = await read_control_state(redis, settings.names, {})
     finally:
@@ -235,7 +258,8 @@ def cmd_redis_cli(args: argparse.Namespace, settings: Settings) -> None:
     env = dict(os.environ)
     if password is not None:
         env["REDISCLI_AUTH"] = password
-    os.execve(binary, [binary, *target, *args.args], env)
+    passed = args.args[1:] if args.args[:1] == ["--"] else args.args
+    os.execve(binary, [binary, *target, *passed], env)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
@@ -497,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=16, width=120),
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (same as TRIARB_CONFIG)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"triarb {triarb_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     up = commands.add_parser("up", help="run the whole stack (starts a private redis-server unless REDIS_URL)")
     up.add_argument("--demo", action="store_true", help="feed it with the built-in synthetic demo data")
@@ -609,23 +634,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     os.umask(0o077)  # every file the stack writes (data, captures, caches, logs, archives) is private
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(redis_cli_passthrough(list(sys.argv[1:] if argv is None else argv)))
+    if args.command is None:
+        parser.print_help()
+        return
     if args.config is not None:  # the settings model reads TRIARB_CONFIG; --config is the same, per command
+        if not args.config.is_file():
+            fail(f"--config {args.config}: no such file", status=2)
         os.environ["TRIARB_CONFIG"] = str(args.config)
     try:
         settings = Settings()
-    except (ValidationError, FileNotFoundError) as exc:
-        print(f"triarb: invalid configuration: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    except (ValidationError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:
+        fail(f"invalid configuration: {configuration_problem(exc)}", status=2)
     configure_logging(settings.log_level, settings.log_format)
     try:
         args.run(args, settings)
+    except BrokenPipeError:  # `triarb config | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (CommandError, RedisNotConfiguredError) as exc:
-        print(f"triarb: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+        fail(str(exc))
     except RedisError as exc:
-        print(f"triarb: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+        fail(f"Redis: {type(exc).__name__}: {exc}")
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(str(exc))
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+    """The one line a user-fixable problem gets: no traceback."""
+    print(f"triarb: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def configuration_problem(exc: Exception) -> str:
+    """Settings errors as one line each naming the setting (``detector.min_roi: ...``), not pydantic's report."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: "
+                         f"{error['msg'].removeprefix('Value error, ')}"
+                         for error in exc.errors(include_url=False))
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return f"{os.environ.get('TRIARB_CONFIG', DEFAULT_CONFIG_FILE)}: not valid TOML ({exc})"
+    return str(exc)
+
+
+def redis_cli_passthrough(argv: list[str]) -> list[str]:
+    """``triarb redis-cli [--as ROLE] ARGS...``: every argument after the command but ``--as`` goes to redis-cli
+    untouched, options included (``--scan --pattern 'md:book:*'``, ``-x``), so argparse is told not to read it."""
+    at = 0
+    while at < len(argv) and argv[at].startswith("-"):  # our own options before the command
+        at += 2 if argv[at] == "--config" else 1
+    if at >= len(argv) or argv[at] != "redis-cli":
+        return argv
+    head, rest = argv[: at + 1], argv[at + 1:]
+    own: list[str] = []
+    if rest[:1] == ["--as"]:
+        own, rest = rest[:2], rest[2:]
+    elif rest[:1] and rest[0].startswith("--as="):
+        own, rest = rest[:1], rest[1:]
+    return [*head, *own, "--", *rest] if rest else [*head, *own]
+
+
+def triarb_version() -> str:
+    try:
+        return importlib.metadata.version("triarb")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "0+unknown"
 
 
 if __name__ == "__main__":

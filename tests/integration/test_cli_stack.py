@@ -56,7 +56,7 @@ def start_stack(workdir: Path) -> Stack:
     env = clean_env(workdir / "var")
     process = subprocess.Popen(
         [sys.executable, "-m", "triarb.cli", "up", "--demo"], env=env, cwd=workdir, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
+        stderr=(workdir / "up.log").open("w"), text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -186,6 +186,9 @@ def test_stop_signal_stops_everything_and_leaves_no_redis_server(tmp_path: Path,
 
     assert stack.process.returncode == 0
     assert "embedded redis-server shut down" in out
+    logged = (tmp_path / "up.log").read_text()
+    assert "draining and stopping" in logged
+    assert "second SIGINT" not in logged and "Traceback" not in logged  # one signal drains; uvicorn re-raises none
     assert not is_running(redis_pid)
     assert not (tmp_path / "var" / "redis.json").exists()
     assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
