@@ -1,7 +1,7 @@
 # The image compose.yaml runs: the project installed, `triarb` on PATH.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md redis.conf ./
+COPY pyproject.toml setup.py MANIFEST.in README.md redis.conf ./
 COPY schemas schemas
 COPY common common
 COPY producers producers

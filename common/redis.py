@@ -70,8 +70,19 @@ class RedisEndpoint:
         return f"redis://{role.value}:{quote(self.passwords[role], safe='')}@{self.host}:{self.port}/0"
 
 
+PACKAGED_REDIS_CONF = Path(__file__).resolve().with_name("redis.conf")
+"""The copy of the top-level ``redis.conf`` that the build puts in the wheel (see setup.py); only in an install."""
+CHECKOUT_REDIS_CONF = Path(__file__).resolve().parent.parent / "redis.conf"
+"""The top-level ``redis.conf`` itself, next to this package in a source tree (an editable install)."""
+
+
 def repo_redis_conf() -> Path:
-    return Path(__file__).resolve().parent.parent / "redis.conf"
+    """The ``redis.conf`` shipped with triarb: the wheel's copy when installed, else the source tree's file.
+
+    The installed copy is looked for first: a plain ``Path`` next to this module, since the package always
+    lives on a file system (the dashboard serves its static files from a directory too).
+    """
+    return PACKAGED_REDIS_CONF if PACKAGED_REDIS_CONF.is_file() else CHECKOUT_REDIS_CONF
 
 
 def _server_alive(pid: int, binary: str) -> bool:
