@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap system-deps browser-deps demo test chaos lint typecheck pytest bench bench-bus bench-books bench-detector bench-e2e demo-session tail clean
+.PHONY: help bootstrap system-deps browser-deps monitoring-deps demo test chaos lint typecheck pytest bench bench-bus bench-books bench-detector bench-e2e demo-session tail clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ system-deps:  ## apt-get install redis-server if it is missing
 browser-deps:  ## apt-get install Debian's chromium (the browser tests drive it) if it is missing
 	@[ -x /usr/bin/chromium ] || { echo "installing chromium with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+# Debian ships promtool only inside the prometheus package; where systemd runs, installing it also starts a
+# Prometheus on :9090 (`sudo systemctl disable --now prometheus` stops it; promtool does not need it).
+monitoring-deps:  ## apt-get install Debian's prometheus for promtool (alert rules, /metrics) if missing
+	@[ -x /usr/bin/promtool ] || { echo "installing prometheus (for promtool) with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,7 +57,7 @@ lint: bootstrap  ## ruff
 typecheck: bootstrap  ## mypy --strict on the contracts and shared runtime
 	$(BIN)/mypy
 
-pytest: bootstrap browser-deps
+pytest: bootstrap browser-deps monitoring-deps
 	$(BIN)/pytest -q -m "not slow"
 
 test: lint typecheck pytest  ## the whole suite: lint, types, unit, integration and the fast fault tests

@@ -1,11 +1,33 @@
 """Prometheus metrics shared by the runtime, defined once on the default registry.
 
 Names carry the ``triarb_`` prefix and their unit. Component-specific metrics live in their component.
+Label names mean one thing everywhere: ``venue`` (an exchange), ``stream``, ``group`` (a consumer group),
+``reason``, ``component`` (a :class:`~common.redis_link.RedisLink`'s owner) and ``service``. A component
+creates its series when it starts (the ``prepare_*`` functions), so every series a dashboard or an alert
+reads exists at 0 before its first increment: ``increase()`` over a series that appears at 1 sees none.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from schemas.episode import EpisodeEvent
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("triarb")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+BUILD_INFO = Gauge("triarb_build_info", "Always 1; the labels say which triarb and Python this process runs",
+                   ["version", "python"])
+BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
 
 BUS_PUBLISHED = Counter(
     "triarb_bus_published_entries_total", "Entries written to a stream by a publisher", ["stream"]
@@ -43,7 +65,10 @@ BUS_CONSUMER_LAG = Gauge(
 BUS_INVALID_SKIPPED = Counter(
     "triarb_bus_invalid_entries_skipped_total", "Undecodable entries a fan-out reader skipped", ["stream"]
 )
-SERVICE_UP = Gauge("triarb_service_up", "1 while a service runs", ["service"])
+SERVICE_UP = Gauge(
+    "triarb_service_up", "1 while every /healthz check of the service passes, 0 while one fails (set per scrape)",
+    ["service"],
+)
 
 # --- Redis connection (common.redis_link) ---------------------------------------------------------------
 REDIS_UP = Gauge("triarb_redis_up", "1 while a component's last Redis call succeeded", ["component"])
@@ -65,7 +90,9 @@ WS_MESSAGES = Counter("triarb_ws_messages_total", "WebSocket frames received", [
 WS_RECONNECTS = Counter("triarb_ws_reconnects_total", "WebSocket reconnections", ["venue"])
 BOOK_GAPS = Counter("triarb_book_gaps_total", "Sequence gaps that invalidated books", ["venue"])
 BOOK_CHECKSUM_FAILURES = Counter("triarb_book_checksum_failures_total", "Book checksum mismatches", ["venue"])
-BOOK_STALENESS = Gauge("triarb_book_staleness_seconds", "Time since the venue's last message", ["venue"])
+BOOK_STALENESS = Gauge("triarb_book_staleness_seconds",
+                       "Time since the venue's last WebSocket message (before the first: since the producer started)",
+                       ["venue"])
 PARSE_ERRORS = Counter("triarb_ws_parse_errors_total", "Frames that could not be parsed", ["venue"])
 UNREQUESTED = Counter("triarb_ws_unrequested_updates_total",
                       "Book changes and trades for symbols the producer does not hold: not published", ["venue"])
@@ -93,3 +120,51 @@ BUS_CONFLATED = Counter(
 BUS_DROPPED = Counter(
     "triarb_bus_dropped_entries_total", "Entries a publisher dropped unwritten, by reason", ["stream", "reason"]
 )
+
+
+# --- series that exist from the start -------------------------------------------------------------------
+GROUP_DEADLETTER_REASONS = ("max_deliveries", "codec")
+"""Why a group worker dead-letters an entry (``GroupConsumer``: delivered too often, or undecodable)."""
+PUBLISH_DROP_REASONS = ("overflow", "closed")
+"""Why a publisher drops an entry unwritten (Redis away past the high-water mark, or closed before a flush)."""
+
+
+def prepare_venue(venue: str) -> None:
+    """A producer's series for ``venue``."""
+    for metric in (WS_MESSAGES, WS_RECONNECTS, BOOK_GAPS, BOOK_CHECKSUM_FAILURES, PARSE_ERRORS, UNREQUESTED,
+                   BOOK_STALENESS):
+        metric.labels(venue=venue)
+
+
+def prepare_group(group: str, streams: Iterable[str]) -> None:
+    """A group worker's series for each stream it reads."""
+    for stream in streams:
+        for metric in (BUS_CONSUMED, BUS_ACKED, BUS_CLAIMED, BUS_HANDLER_ERRORS, BUS_CONSUMER_LAG):
+            metric.labels(stream=stream, group=group)
+        prepare_deadletters([stream], GROUP_DEADLETTER_REASONS)
+    BUS_CONSUMERS_REMOVED.labels(group=group)
+
+
+def prepare_deadletters(streams: Iterable[str], reasons: Iterable[str]) -> None:
+    """The dead-letter series of a component that rejects entries of ``streams`` for ``reasons``."""
+    reasons = tuple(reasons)
+    for stream in streams:
+        for reason in reasons:
+            BUS_DEADLETTERED.labels(stream=stream, reason=reason)
+
+
+def prepare_publishing(stream: str) -> None:
+    """A publisher's series for a stream it writes (created on its first write: a publisher serves any)."""
+    BUS_PUBLISHED.labels(stream=stream)
+    BUS_CONFLATED.labels(stream=stream)
+    for reason in PUBLISH_DROP_REASONS:
+        BUS_DROPPED.labels(stream=stream, reason=reason)
+
+
+def prepare_detector(venues: Iterable[str]) -> None:
+    """The detector's series for each venue it has triangles on."""
+    for venue in venues:
+        OPPORTUNITIES.labels(venue=venue)
+        DETECTOR_UNTRUSTED_BOOKS.labels(venue=venue)
+        for event in EpisodeEvent:
+            EPISODE_EVENTS.labels(venue=venue, event=event.value)

@@ -2,7 +2,12 @@
 
 A service registers named checks; ``/healthz`` answers 200 when all pass and 503 otherwise, with each
 check's detail, so an orchestrator and a person read the same answer. A check that raises counts as
-failing (with the error as detail), never as a 500.
+failing (with the error as detail), never as a 500. Each scrape of ``/metrics`` sets ``triarb_service_up``
+from the same checks.
+
+A process has one metrics registry and serves it once: while a :class:`ServiceEndpoint` runs, a FastAPI
+app's ``/metrics`` (the dashboard inside ``triarb up``) answers 404 and names the endpoint that serves it,
+so a Prometheus scraping both ports does not count every series twice.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common import metrics
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -40,6 +47,17 @@ def healthz_payload(service: str, checks: Mapping[str, HealthCheck]) -> tuple[in
     return (200 if ok else 503), {"service": service, "status": "ok" if ok else "failing", "checks": results}
 
 
+def exposition(service: str, checks: Mapping[str, HealthCheck]) -> bytes:
+    """The process's registry in Prometheus text, with ``triarb_service_up`` set from ``checks`` just before."""
+    status, _ = healthz_payload(service, checks)
+    metrics.SERVICE_UP.labels(service=service).set(1 if status == 200 else 0)
+    return generate_latest()
+
+
+_running_endpoints: list[ServiceEndpoint] = []
+"""This process's started endpoints; while there is one, it serves the registry and a FastAPI app does not."""
+
+
 class ServiceEndpoint:
     """A small aiohttp server with ``/healthz`` and ``/metrics`` (default Prometheus registry)."""
 
@@ -59,7 +77,7 @@ class ServiceEndpoint:
         return web.json_response(body, status=status)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest())
+        response = web.Response(body=exposition(self.name, self._checks))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
@@ -78,6 +96,7 @@ class ServiceEndpoint:
                 exc.errno, f"cannot serve /healthz on {self._host}:{self._port} ({exc.strerror}); "
                 "set TRIARB_SERVICE_PORT to a free port (0 = any)"
             ) from exc
+        _running_endpoints.append(self)
 
     @property
     def port(self) -> int:
@@ -87,6 +106,8 @@ class ServiceEndpoint:
         return int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        if self in _running_endpoints:
+            _running_endpoints.remove(self)
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = self._site = None
@@ -100,7 +121,8 @@ class ServiceEndpoint:
 
 
 def mount_on_fastapi(app: FastAPI, service: str, checks: Mapping[str, HealthCheck]) -> None:
-    """The same two routes on a FastAPI app (the dashboard), without a second server."""
+    """The same two routes on a FastAPI app (the dashboard), without a second server. ``/metrics`` answers
+    404 while a :class:`ServiceEndpoint` of the same process serves the registry (one exposition per process)."""
     from fastapi.responses import JSONResponse, Response
 
     @app.get("/healthz", include_in_schema=False)
@@ -109,5 +131,10 @@ def mount_on_fastapi(app: FastAPI, service: str, checks: Mapping[str, HealthChec
         return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def metrics_text() -> Response:
+        if _running_endpoints:
+            owner = _running_endpoints[0]
+            return JSONResponse({"detail": f"this process's metrics are served once, by {owner.name} on port "
+                                           f"{owner.port}: scrape http://<host>:{owner.port}/metrics"},
+                                status_code=404)
+        return Response(exposition(service, checks), media_type=CONTENT_TYPE_LATEST)

@@ -46,6 +46,7 @@ import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
+from common import metrics
 from common.backoff import backoff_delays
 from common.bus import Delivery, FanoutReader, StreamEntry
 from common.bus.deadletter import dead_letter
@@ -62,7 +63,8 @@ WRITTEN = Counter("triarb_persistence_written_entries_total", "Entries appended 
 DUPLICATES = Counter(
     "triarb_persistence_duplicates_skipped_total", "Re-read entries already in the archive", ["stream"]
 )
-RETRIES = Counter("triarb_persistence_batch_retries_total", "Batches that failed and were read again", ["cause"])
+RETRIES = Counter("triarb_persistence_batch_retries_total", "Batches that failed and were read again", ["reason"])
+RETRY_REASONS = ("redis", "handler")
 
 SUBJECTS = tuple(Subject)
 HISTORY_LENGTH = 100
@@ -301,6 +303,9 @@ class PersistenceWriter:
         for stream in self.files:  # every series exists from the start (an increase() alert sees the first)
             WRITTEN.labels(stream=stream)
             DUPLICATES.labels(stream=stream)
+        metrics.prepare_deadletters(self.files, ("codec", "untrusted"))
+        for reason in RETRY_REASONS:
+            RETRIES.labels(reason=reason)
         self.catalogs = MarketCatalogs(redis, settings.names)
         self.written = 0
         self.skipped_duplicates = 0
@@ -333,10 +338,10 @@ class PersistenceWriter:
                 reader.positions = batch_start  # the same entries again: nothing is skipped past
                 self._reload_cursor()
                 if is_transient(exc):
-                    RETRIES.labels(cause="redis").inc()
+                    RETRIES.labels(reason="redis").inc()
                     await self.link.pause(exc, stop)
                     continue
-                RETRIES.labels(cause="handler").inc()
+                RETRIES.labels(reason="handler").inc()
                 log.exception("archiving a batch failed; reading the same entries again",
                               extra={"directory": str(self.directory), "entries": len(entries)})
                 await _wait(stop, next(failure_delays))

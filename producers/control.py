@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from redis.asyncio import Redis
 
+from common import metrics
 from common.bus import FanoutReader, history
 from common.bus.deadletter import dead_letter
 from common.bus.entries import StreamEntry
@@ -44,6 +45,7 @@ class ControlFollower:
         self._apply = apply
         self._stream = names.stream(Subject.CONTROL)
         self._link = link
+        metrics.prepare_deadletters([self._stream], ["control"])
 
     def wanted(self) -> list[str]:
         return self.state.wanted(self.venue)

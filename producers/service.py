@@ -97,6 +97,7 @@ class VenueProducer:
         self._versions = BookVersions(venue.value)  # book_seq numbering, shared with triarb backtest
         self._totals = {"errors": 0, "gaps": 0, "checksum_failures": 0}
         self._health_due = asyncio.Event()
+        metrics.prepare_venue(venue.value)
         self.control_link = RedisLink(f"producer-{venue.value}-control")
         self.control = None if control_redis is None else ControlFollower(
             venue.value, control_redis, self._names, defaults=self.symbols, catalog=self.catalog,
@@ -267,9 +268,10 @@ class VenueProducer:
         )
 
     async def _publish_health(self, stop: asyncio.Event) -> None:
+        started_ms = self._clock_ms()  # a venue that never answers grows stale from here (a feed-down alert fires)
         while not stop.is_set():
-            if self.last_msg_ms is not None:
-                metrics.BOOK_STALENESS.labels(venue=self.venue.value).set((self._clock_ms() - self.last_msg_ms) / 1000)
+            last_ms = self.last_msg_ms if self.last_msg_ms is not None else started_ms
+            metrics.BOOK_STALENESS.labels(venue=self.venue.value).set((self._clock_ms() - last_ms) / 1000)
             await self._publisher.publish(self.health())
             if self._rest_active.is_set() or self.rest.polls:
                 await self._publisher.publish(self.rest_health())

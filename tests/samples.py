@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import Fill, FillTrace, Health, Leg, Opportunity, Snapshot, SymbolControl, Trade
+from schemas import Episode, EpisodeEvent, Fill, FillTrace, Health, Leg, Opportunity, Snapshot, SymbolControl, Trade
 from schemas.health import Channel, FeedStatus
 from schemas.market import Side
 from schemas.opportunity import FillStatus
@@ -74,3 +74,14 @@ def fill(**overrides: Any) -> Fill:
         "ts_done": T0_MS + 160, "trace": trace,
     }
     return Fill(**(fields | overrides))
+
+
+def episode(**overrides: Any) -> Episode:
+    fields: dict[str, Any] = {
+        "id": "ep-1", "event": EpisodeEvent.OPEN, "seq": 0, "exchange": "coinbase",
+        "cycle_id": "coinbase:BTC-USD:buy|ETH-BTC:buy|ETH-USD:sell", "start_asset": "USD", "opened_ms": T0_MS + 5,
+        "ts": T0_MS + 5, "duration_ms": 0, "roi_net": 0.0012, "peak_roi_net": 0.0012, "peak_ms": T0_MS + 5,
+        "best_notional": 400.0, "best_profit": 0.5, "opportunities": 1, "first_opportunity_id": "opp-1",
+        "opportunity_id": "opp-1",
+    }
+    return Episode(**(fields | overrides))

@@ -47,6 +47,8 @@ class FanoutReader:
         self._count = count
         self._block_ms = block_ms
         self.link = link or RedisLink("fanout")
+        for stream in self.positions:
+            metrics.BUS_INVALID_SKIPPED.labels(stream=stream)  # exists before the first skip
 
     @classmethod
     def for_subjects(

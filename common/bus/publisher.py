@@ -199,6 +199,7 @@ class Publisher:
         """Connection failures since Redis last answered a batch: above 0, Redis is away."""
         self._overflowing = False
         self._dropped: dict[str, int] = {}
+        self._streams_written: set[str] = set()
         self._conflated = 0
         self._drop_logged_at = float("-inf")
         self._error: PublishError | None = None
@@ -481,6 +482,9 @@ class Publisher:
         metrics.BUS_BATCH_SIZE.observe(len(batch))
         metrics.BUS_FLUSH_SECONDS.observe(seconds)
         for stream, count in _count_by_stream(batch).items():
+            if stream not in self._streams_written:
+                self._streams_written.add(stream)
+                metrics.prepare_publishing(stream)  # its drop series exist before an outage drops anything
             metrics.BUS_PUBLISHED.labels(stream=stream).inc(count)
 
     async def _fail(self, error: PublishError) -> None:

@@ -66,6 +66,7 @@ class DetectorService:
         self._publisher = publisher
         self._clock_ms = clock_ms
         self.detectors = build_detectors(markets, settings.detector)
+        metrics.prepare_detector(self.detectors)
         self.episodes = EpisodeStore(redis, settings.names, settings.streams, episode_rules(settings.detector))
         self.link = RedisLink("detector-episodes")
         self.published = 0

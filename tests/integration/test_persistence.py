@@ -274,6 +274,7 @@ async def test_every_subject_is_archived_the_control_stream_included(
 ) -> None:
     await publish(connect_as(Role.PRODUCER), settings, samples.snapshot(), samples.trade(), samples.health())
     await publish(connect_as(Role.DETECTOR), settings, samples.opportunity(), samples.control())
+    await publish(connect_as(Role.DETECTOR), settings, samples.episode())  # its own EVAL: another ACL selector
     await publish(connect_as(Role.PAPER), settings, samples.fill())
     writer = PersistenceWriter(settings, connect_as(Role.PERSISTENCE), tmp_path)
     await writer.run(burst=True)
