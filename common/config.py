@@ -87,6 +87,8 @@ class VenueSettings(BaseModel):
     book_depth: int = Field(10, description="Kraken subscription depth (10, 25, 100, 500, 1000)")
     rest_url: str | None = Field(None, description="REST base for the top-of-book fallback (None = the venue's)")
     rest_poll_hz: float | None = Field(None, gt=0, description="fallback requests/s (None = within the venue's limit)")
+    rest_fallback: bool = Field(True, description=(
+        "poll REST top of book while the socket is stale; off for a venue that has no REST face (the demo replay)"))
 
 
 class ProducerSettings(BaseModel):

@@ -81,6 +81,7 @@ class VenueProducer:
         self._held: frozenset[str] = frozenset(self._symbols)
         self.catalog = sorted(set(catalog if catalog is not None else venue_settings.symbols + venue_settings.markets))
         self._depth = venue_settings.book_depth
+        self._rest_fallback = venue_settings.rest_fallback
         self._settings = settings
         self._publisher = publisher
         self._names = names or StreamNames()
@@ -143,7 +144,8 @@ class VenueProducer:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.link.run(stop))
             tasks.create_task(self._publish_health(stop))
-            tasks.create_task(self.rest.run(lambda: self.symbols, self._rest_active, stop))
+            if self._rest_fallback:
+                tasks.create_task(self.rest.run(lambda: self.symbols, self._rest_active, stop))
             if self.control is not None:
                 tasks.create_task(self.control.follow(stop, control_position))
                 tasks.create_task(self._keep_catalog_registered(stop, registered))

@@ -18,8 +18,11 @@ import redis.asyncio
 
 from common.config import Role, Settings
 from common.redis import EmbeddedRedis, RedisEndpoint, connect, connect_sync
+from producers.rest import DEFAULT_REST_URLS
 
 ISOLATED_ENV = ("REDIS_URL", "TRIARB_CONFIG")
+CLOSED_LOCAL_URL = "http://127.0.0.1:9"
+"""Where a producer's REST fallback goes in tests unless a test serves one: nothing listens (discard port)."""
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
@@ -55,6 +58,8 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
         if name.startswith("TRIARB_") or name in ISOLATED_ENV:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    for venue in list(DEFAULT_REST_URLS):  # no test ever reaches a live exchange, even by the REST fallback
+        monkeypatch.setitem(DEFAULT_REST_URLS, venue, CLOSED_LOCAL_URL)
 
 
 @pytest.fixture(scope="session")

@@ -102,15 +102,19 @@ async def _run_components(
             for venue in venues:
                 served = await start_demo_venue(venue)
                 demo_venues.append(served)
-                venues[venue] = VenueSettings(url=served.url, symbols=served.symbols, book_depth=served.depth)
+                venues[venue] = VenueSettings(url=served.url, symbols=served.symbols, book_depth=served.depth,
+                                              rest_fallback=False)  # a demo never reaches a real exchange
                 setattr(settings.producers, venue.value, venues[venue])  # what the dashboard shows as defaults
             fit_freshness_to(settings.detector, max(served.quote_interval_ms for served in demo_venues))
         await service.start()
         markets = detector_markets(settings, venues)
         async with (
-            Publisher(producer_redis, settings.names, settings.streams, settings.bus) as publisher,
-            Publisher(detector_redis, settings.names, settings.streams, settings.bus) as opportunities,
-            Publisher(paper_redis, settings.names, settings.streams, settings.bus) as fills,
+            Publisher(producer_redis, settings.names, settings.streams, settings.bus,
+                      component="producer-publisher") as publisher,
+            Publisher(detector_redis, settings.names, settings.streams, settings.bus,
+                      component="detector-publisher") as opportunities,
+            Publisher(paper_redis, settings.names, settings.streams, settings.bus,
+                      component="paper-publisher") as fills,
         ):
             detector = DetectorService(settings, detector_redis, opportunities, markets)
             broker = PaperBroker(settings, paper_redis, fills, markets)

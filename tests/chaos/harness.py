@@ -142,6 +142,7 @@ class ChaosStack:
             "REDIS_URL": endpoint.url(), "TRIARB_VAR_DIR": str(self.workdir / "var"), "TRIARB_SERVICE_PORT": "0",
             "TRIARB_DASHBOARD_PORT": "0", "TRIARB_LOG_FORMAT": "json", "PYTHONPATH": str(REPO),
         }
+        env |= {f"TRIARB_PRODUCERS__{venue.upper()}__REST_FALLBACK": "false" for venue in ("coinbase", "kraken")}
         if role is not None:  # each process gets its own role's password only, as compose would
             env[f"TRIARB_REDIS_PASSWORDS__{role.value.upper()}"] = endpoint.passwords[role]
         return env
