@@ -34,13 +34,26 @@ from common.config import Settings
 from common.control import ControlRejected, publish_control, read_control_state
 from common.redis_link import is_transient
 from common.service import CheckResult, HealthCheck, mount_on_fastapi
-from dashboard.events import STREAM_ID_PATTERN, InvalidStreamId, event_stream, latest_health, parse_stream_id
-from schemas import Fill, Opportunity, Subject, SymbolControl
+from dashboard.events import (
+    STREAM_ID_PATTERN,
+    InvalidStreamId,
+    episode_rows,
+    event_stream,
+    fills_by_sim_id,
+    latest_health,
+    parse_stream_id,
+)
+from schemas import Opportunity, Snapshot, Subject, SymbolControl
 from schemas.base import SYMBOL_PATTERN, VENUES
+from schemas.codec import CodecError, decode_as
 from schemas.control import MAX_ENTRY_BYTES, MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
-from schemas.streams import StreamNames
 
 STATIC = Path(__file__).resolve().parent / "static"
+FAVICON = STATIC / "favicon.svg"
+
+REPLAYED_AFTER_MS = 600_000
+"""A book whose venue time is this far behind our receive time is replayed data (the demo's bundled session, a
+capture) or a venue clock gone wrong: its venue→ingest "latency" is no latency, so it is flagged ``replayed``."""
 
 MAX_ERRORS_SHOWN = 5
 """Validation errors listed in a 422's reason (a 1,000-symbol list can have 1,000)."""
@@ -103,6 +116,11 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        """Where browsers and other clients look for an icon unasked; the page links the same file."""
+        return FileResponse(FAVICON, media_type="image/svg+xml")
+
     @app.get("/events", response_class=EventSourceResponse, responses={
         200: {"description": "an endless event stream", "content": {"text/event-stream": {}}},
         422: {"description": "Last-Event-ID or since is not a stream id"}})
@@ -112,7 +130,9 @@ def create_app(
         since: Annotated[str | None, Query(pattern=STREAM_ID_PATTERN, description=(
             "replay opportunities after this stream id (the newest one the page already loaded)"))] = None,
     ) -> EventSourceResponse:
-        """SSE: ``opportunity`` (id = stream id, resumable with Last-Event-ID) and ``health`` events.
+        """SSE: ``opportunity`` (id = stream id, resumable with Last-Event-ID), ``fill``, ``health`` and
+        ``episode`` events (on connect the current state of the newest episodes, with ``paper``, then each
+        new event of an episode; every one carries the whole episode, so the highest ``seq`` of an id wins).
 
         ``since`` is the first connection's start; on a reconnect the browser's Last-Event-ID header takes
         over. A start newer than the stream's last entry follows new entries from there."""
@@ -134,7 +154,7 @@ def create_app(
         """Newest first, with their stream ids (``min_roi`` filters among the newest ``4 × limit``)."""
         stream = names.stream(Subject.OPPORTUNITY)
         scan = limit * 4 if min_roi is not None else limit
-        fills = await recent_fills(reader, names, scan)
+        fills = await fills_by_sim_id(reader, names, scan)
         out: list[Any] = []
         for entry in parse_range_reply(stream, await reader.xrevrange(stream, count=scan)):
             delivery = decode_entry(names, entry)
@@ -150,9 +170,19 @@ def create_app(
                 break
         return out
 
+    @app.get("/api/episodes")
+    async def episodes(
+        count: Annotated[int, Query(ge=1, le=1000, description="how many episodes")] = 50,
+    ) -> list[Any]:
+        """The newest-opened episodes first, each once, as its newest event on ``strategy.episode`` (with that
+        event's ``stream_id``), and ``paper``: the paper broker's simulated result of its first opportunity
+        (``sim_id`` and ``result``, the fill's trace, ``None`` until it is filled)."""
+        return await episode_rows(reader, names, count)
+
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        """Each feed's latest health, each stream's length and groups, and each venue's symbol sets."""
+        """Each feed's latest health and lag, each held book's freshness (from the hot cache), each stream's
+        length and groups, and each venue's symbol sets."""
         now_ms = time.time_ns() // 1_000_000
         feeds = [
             {**health.model_dump(mode="json"), "lag_ms": now_ms - health.last_msg_ms if health.last_msg_ms else None}
@@ -167,7 +197,9 @@ def create_app(
                 for info in await reader.xinfo_groups(stream):
                     groups.append({"group": text(info["name"]), "pending": info["pending"], "lag": info.get("lag")})
             streams[subject.value] = {"length": length, "groups": groups}
-        return {"feeds": feeds, "streams": streams, "symbols": await symbol_sets(reader, settings), "ts": now_ms}
+        symbols = await symbol_sets(reader, settings)
+        books = await book_states(reader, settings, {venue: sets["holds"] for venue, sets in symbols.items()}, now_ms)
+        return {"feeds": feeds, "books": books, "streams": streams, "symbols": symbols, "ts": now_ms}
 
     @app.post("/api/symbols", status_code=202, openapi_extra=SYMBOL_REQUEST_BODY, responses={
         401: {"description": "no or a wrong bearer token"},
@@ -241,15 +273,42 @@ def validation_reasons(exc: ValidationError) -> str:
     return "; ".join(reasons) + more
 
 
-async def recent_fills(reader: Redis, names: StreamNames, count: int) -> dict[str, Any]:
-    """The newest ``count`` paper fills (``strategy.fill``) by ``sim_id``, as their traces."""
-    stream = names.stream(Subject.FILL)
-    fills: dict[str, Any] = {}
-    for entry in parse_range_reply(stream, await reader.xrevrange(stream, count=count)):
-        delivery = decode_entry(names, entry)
-        if delivery is not None and isinstance(delivery.model, Fill):
-            fills.setdefault(delivery.model.trace.sim_id, delivery.model.trace.model_dump(mode="json"))
-    return fills
+async def book_states(
+    reader: Redis, settings: Settings, held: dict[str, list[str]], now_ms: int
+) -> list[dict[str, Any]]:
+    """Per held book, from its hot-cache entry: the venue time of its last depth change (``ts_event``), its age
+    (``age_ms`` since we received it; ``stale`` past ``detector.max_age_ms``, the detector's limit), its
+    venue→ingest latency, ``replayed`` when that is no latency (``REPLAYED_AFTER_MS``), the top of book and
+    each side's cumulative size. A book without an entry, or with one that does not decode, says why in
+    ``detail``."""
+    pairs = [(venue, symbol) for venue, symbols in held.items() for symbol in symbols]
+    async with reader.pipeline(transaction=False) as pipe:
+        for venue, symbol in pairs:
+            pipe.hgetall(settings.names.book_key(venue, symbol))
+        replies = await pipe.execute()
+    books: list[dict[str, Any]] = []
+    for (venue, symbol), fields in zip(pairs, replies, strict=True):
+        row: dict[str, Any] = {"exchange": venue, "symbol": symbol}
+        if not fields:
+            books.append(row | {"detail": "no book in the hot cache (never received, or expired)"})
+            continue
+        try:
+            book = decode_as(Snapshot, fields)
+        except CodecError as exc:
+            books.append(row | {"detail": exc.reason})
+            continue
+        venue_to_ingest_ms = book.ts_ingest - book.ts_event
+        age_ms = max(0, now_ms - book.ts_ingest)
+        books.append(row | {
+            "source": book.source.value, "ts_event": book.ts_event, "ts_ingest": book.ts_ingest, "age_ms": age_ms,
+            "stale": age_ms > settings.detector.max_age_ms, "venue_to_ingest_ms": venue_to_ingest_ms,
+            "replayed": venue_to_ingest_ms > REPLAYED_AFTER_MS,
+            "best_bid": book.bids[0][:2] if book.bids else None, "best_ask": book.asks[0][:2] if book.asks else None,
+            "bid_levels": len(book.bids), "ask_levels": len(book.asks),
+            "bid_cumulative": book.bids[-1][2] if book.bids else 0.0,
+            "ask_cumulative": book.asks[-1][2] if book.asks else 0.0,
+        })
+    return books
 
 
 async def symbol_sets(reader: Redis, settings: Settings) -> dict[str, dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""The dashboard over real HTTP: SSE resume by Last-Event-ID, the JSON API, the guarded symbol endpoint, and
-what every bad input gets back (``test_bad_input_gets_a_4xx_with_its_reason`` is the README's "Security" table).
+"""The dashboard over real HTTP: SSE resume by Last-Event-ID, the JSON API (episodes folded to one state each,
+with the paper result of their first opportunity; book freshness), the guarded symbol endpoint, and what every
+bad input gets back (``test_bad_input_gets_a_4xx_with_its_reason`` is the README's "Security" table).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +24,13 @@ from redis.asyncio import Redis
 from common.bus import Publisher
 from common.config import Role, Settings
 from common.markets import register_markets
-from dashboard.app import create_app
+from dashboard.app import REPLAYED_AFTER_MS, create_app
 from dashboard.server import serve_dashboard
-from schemas import SymbolControl
+from schemas import Episode, EpisodeEvent, FillTrace, SymbolControl
 from schemas.codec import decode_as
 from schemas.control import MAX_ENTRY_BYTES, ControlOp, ControlSource
+from schemas.episode import CloseReason
+from schemas.opportunity import FillStatus
 from tests import samples
 
 pytestmark = pytest.mark.integration
@@ -71,6 +75,29 @@ async def publish_opportunities(redis: Redis, settings: Settings, count: int, fi
     async with Publisher(redis, settings.names, settings.streams, settings.bus) as pub:
         for n in range(first, first + count):
             await pub.publish(samples.opportunity(id=f"opp-{n}"))
+
+
+def episode_event(episode_id: str, seq: int, *, opened_ms: int, first: str = "opp-1", **overrides: Any) -> Episode:
+    """Event ``seq`` of an episode (``seq`` 0 is its open; with a ``close_reason`` it is its close, else an
+    update), one second after the one before, carrying the whole episode as the detector writes it."""
+    closing = overrides.get("close_reason") is not None
+    event = EpisodeEvent.OPEN if seq == 0 else EpisodeEvent.CLOSE if closing else EpisodeEvent.UPDATE
+    ts = opened_ms + 1000 * seq
+    fields: dict[str, Any] = {
+        "id": episode_id, "event": event, "seq": seq, "exchange": "coinbase", "start_asset": "USD",
+        "cycle_id": "coinbase:BTC-USD:buy|ETH-BTC:buy|ETH-USD:sell", "opened_ms": opened_ms, "ts": ts,
+        "duration_ms": ts - opened_ms, "roi_net": 0.0012, "peak_roi_net": 0.0012, "peak_ms": opened_ms,
+        "best_notional": 400.0, "best_profit": 0.5, "opportunities": seq + 1, "first_opportunity_id": first,
+        "opportunity_id": first,
+    }
+    return Episode(**(fields | overrides))
+
+
+async def publish(redis: Redis, settings: Settings, *models: Any) -> None:
+    """Through the real publisher, as the role ``redis`` is connected as (the detector for episodes)."""
+    async with Publisher(redis, settings.names, settings.streams, settings.bus) as pub:
+        for model in models:
+            await pub.publish(model)
 
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str, str]]:
@@ -185,6 +212,132 @@ async def test_status_shows_each_venues_folded_symbol_sets(
         "kraken": {"user": ["BTC-USD", "ETH-USD", "ETH-BTC"], "user_is_default": True,  # settings' default
                    "detector": ["ETH-BTC", "BTC-USD"], "holds": ["BTC-USD", "ETH-USD", "ETH-BTC"]},
     }
+
+
+async def test_episodes_are_listed_once_each_as_their_newest_event_newest_opened_first(
+    dashboard: str, admin: Redis, connect_as: Callable[..., Redis], settings: Settings
+) -> None:
+    """Six events of three episodes: A opened first but changed last, so neither stream order nor last activity
+    gives the order; each episode is its newest event (highest seq), with that event's stream id."""
+    t0 = samples.T0_MS
+    await publish(connect_as(Role.DETECTOR), settings,
+                  episode_event("A", 0, opened_ms=t0 + 10),
+                  episode_event("B", 0, opened_ms=t0 + 20),
+                  episode_event("A", 1, opened_ms=t0 + 10, roi_net=0.0020, peak_roi_net=0.0020),
+                  episode_event("C", 0, opened_ms=t0 + 30),
+                  episode_event("B", 1, opened_ms=t0 + 20, close_reason=CloseReason.STALE),
+                  episode_event("A", 2, opened_ms=t0 + 10, roi_net=0.0015, peak_roi_net=0.0020,
+                                close_reason=CloseReason.BELOW_MIN_ROI))
+    stream_ids = [entry_id.decode() for entry_id, _ in await admin.xrange("strategy.episode")]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{dashboard}/api/episodes") as response:
+            assert response.status == 200
+            rows = await response.json()
+        async with http.get(f"{dashboard}/api/episodes?count=2") as response:
+            newest_two = await response.json()
+    assert [(r["id"], r["event"], r["seq"], r["close_reason"]) for r in rows] == [
+        ("C", "open", 0, None), ("B", "close", 1, "stale"), ("A", "close", 2, "below_min_roi")]
+    assert [r["stream_id"] for r in rows] == [stream_ids[3], stream_ids[4], stream_ids[5]]
+    a = rows[2]
+    assert (a["roi_net"], a["peak_roi_net"], a["duration_ms"], a["opportunities"]) == (0.0015, 0.0020, 2000, 3)
+    assert [r["id"] for r in newest_two] == ["C", "B"]
+
+
+async def test_an_episode_carries_the_paper_result_of_its_first_opportunity_joined_by_sim_id(
+    dashboard: str, connect_as: Callable[..., Redis], settings: Settings
+) -> None:
+    """first opportunity → its sim_id → the fill with that sim_id on strategy.fill: not the latest opportunity's
+    fill, "no result yet" while unfilled, and no sim_id for an opportunity the stream does not hold."""
+    t0 = samples.T0_MS
+    await publish(connect_as(Role.DETECTOR), settings,
+                  samples.opportunity(id="opp-first", sim_id="sim-first"),
+                  samples.opportunity(id="opp-later", sim_id="sim-later"),
+                  samples.opportunity(id="opp-unfilled", sim_id="sim-unfilled"))
+    await publish(connect_as(Role.PAPER), settings,
+                  samples.fill(opportunity_id="opp-first", trace=FillTrace(
+                      sim_id="sim-first", status=FillStatus.FILLED, legs=[], expected_pnl=0.72, realized_pnl=0.5)),
+                  samples.fill(opportunity_id="opp-later", trace=FillTrace(
+                      sim_id="sim-later", status=FillStatus.FAILED, legs=[], expected_pnl=0.7, realized_pnl=-0.25)))
+    await publish(connect_as(Role.DETECTOR), settings,
+                  episode_event("filled", 1, opened_ms=t0 + 30, first="opp-first", opportunity_id="opp-later"),
+                  episode_event("unfilled", 0, opened_ms=t0 + 20, first="opp-unfilled"),
+                  episode_event("unknown", 0, opened_ms=t0 + 10, first="opp-not-on-the-stream"))
+    async with aiohttp.ClientSession() as http, http.get(f"{dashboard}/api/episodes") as response:
+        paper = {row["id"]: row["paper"] for row in await response.json()}
+    assert paper["filled"]["sim_id"] == "sim-first"
+    assert (paper["filled"]["result"]["status"], paper["filled"]["result"]["realized_pnl"]) == ("filled", 0.5)
+    assert paper["unfilled"] == {"sim_id": "sim-unfilled", "result": None}
+    assert paper["unknown"] == {"sim_id": None, "result": None}
+
+
+async def test_events_start_with_each_episodes_state_then_send_its_new_events(
+    dashboard: str, connect_as: Callable[..., Redis], settings: Settings
+) -> None:
+    """On connect: the newest state of each episode (oldest opened first, with its paper result), never an
+    older event of it; then each new event as it is written."""
+    t0 = samples.T0_MS
+    detector = connect_as(Role.DETECTOR)
+    await publish(detector, settings, episode_event("A", 0, opened_ms=t0 + 10),
+                  episode_event("B", 0, opened_ms=t0 + 20), episode_event("A", 1, opened_ms=t0 + 10, roi_net=0.002))
+    received: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as http, http.get(f"{dashboard}/events") as response:
+        async for event, event_id, data in sse_events(response):
+            if event != "episode":
+                continue
+            assert event_id == ""  # only opportunities carry ids: Last-Event-ID stays an opportunity's
+            received.append(orjson.loads(data))
+            if len(received) == 2:
+                await publish(detector, settings,
+                              episode_event("A", 2, opened_ms=t0 + 10, close_reason=CloseReason.BELOW_MIN_ROI))
+            if len(received) == 3:
+                break
+    assert [(e["id"], e["seq"], e["event"]) for e in received] == [("A", 1, "update"), ("B", 0, "open"),
+                                                                    ("A", 2, "close")]
+    assert received[0]["roi_net"] == 0.002
+    assert received[0]["paper"] == {"sim_id": None, "result": None}  # opp-1 is not on the stream
+    assert "paper" not in received[2]  # live events: the page joins them from opportunity and fill events
+
+
+async def test_status_shows_each_held_books_depth_time_age_and_latency_and_flags_replayed_ones(
+    settings: Settings, connect_as: Callable[..., Redis], admin: Redis  # admin: an empty database
+) -> None:
+    """Per held book (both venues hold BTC-USD, ETH-USD, ETH-BTC by default), from the hot cache. A venue time
+    more than REPLAYED_AFTER_MS behind receipt is replayed data: flagged, so the page shows no latency."""
+    now = time.time_ns() // 1_000_000
+    books = [
+        samples.snapshot("BTC-USD", exchange="kraken", ts_event=now - 40, ts_ingest=now - 25),  # live: 15 ms
+        samples.snapshot("ETH-USD", exchange="kraken", ts_event=samples.T0_MS, ts_ingest=now),  # the demo's session
+        samples.snapshot("BTC-USD", ts_event=now - REPLAYED_AFTER_MS, ts_ingest=now),  # exactly at the limit
+        samples.snapshot("ETH-USD", ts_event=now - REPLAYED_AFTER_MS - 1, ts_ingest=now),  # 1 ms past it
+        samples.snapshot("ETH-BTC", ts_event=now - 700_000, ts_ingest=now - 600_000),  # received 10 min ago
+    ]
+    await publish(connect_as(Role.PRODUCER), settings, *books)
+    fresh_for_a_minute = settings.model_copy(update={"detector": settings.detector.model_copy(
+        update={"max_age_ms": 60_000})})
+    async with running_dashboard(fresh_for_a_minute, connect_as, TOKEN) as url, aiohttp.ClientSession() as http, \
+            http.get(f"{url}/api/status") as response:
+        status = await response.json()
+    shown = {(book["exchange"], book["symbol"]): book for book in status["books"]}
+    assert set(shown) == {(venue, symbol) for venue in ("coinbase", "kraken") for symbol in ("BTC-USD", "ETH-USD",
+                                                                                           "ETH-BTC")}
+    live = shown["kraken", "BTC-USD"]
+    assert (live["ts_event"], live["venue_to_ingest_ms"], live["replayed"], live["stale"]) == (now - 40, 15, False,
+                                                                                                False)
+    assert live["age_ms"] >= 25 and live["source"] == "ws"
+    assert (live["best_bid"], live["best_ask"], live["bid_levels"], live["bid_cumulative"]) == (
+        [60_000.5, 0.25], [60_001.5, 0.4], 2, 1.75)  # samples.snapshot: mid 60,000 + book_seq 1
+    assert (shown["kraken", "ETH-USD"]["replayed"], shown["kraken", "ETH-USD"]["venue_to_ingest_ms"]) == (
+        True, now - samples.T0_MS)
+    assert [shown["coinbase", s]["replayed"] for s in ("BTC-USD", "ETH-USD")] == [False, True]
+    assert (shown["coinbase", "ETH-BTC"]["stale"], shown["coinbase", "ETH-BTC"]["age_ms"] >= 600_000) == (True, True)
+    assert shown["kraken", "ETH-BTC"] == {"exchange": "kraken", "symbol": "ETH-BTC",
+                                          "detail": "no book in the hot cache (never received, or expired)"}
+
+
+async def test_the_favicon_is_served(dashboard: str) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{dashboard}/favicon.ico") as response:
+        assert (response.status, response.content_type) == (200, "image/svg+xml")
+        assert (await response.text()).startswith("<svg")
 
 
 async def test_a_valid_symbol_change_is_published_and_answered_with_the_entry(
@@ -310,6 +463,12 @@ BAD_INPUTS = [
     ("min-roi-2", Sent("GET", "/api/opportunities?min_roi=2"), 422, "less_than_equal"),
     ("limit-0", Sent("GET", "/api/opportunities?limit=0"), 422, "greater_than_equal"),
     ("limit-huge", Sent("GET", "/api/opportunities?limit=" + "9" * 5000), 422, "int_parsing"),
+    ("episodes-count-0", Sent("GET", "/api/episodes?count=0"), 422, "greater_than_equal"),
+    ("episodes-count-negative", Sent("GET", "/api/episodes?count=-1"), 422, "greater_than_equal"),
+    ("episodes-count-1001", Sent("GET", "/api/episodes?count=1001"), 422, "less_than_equal"),
+    ("episodes-count-fraction", Sent("GET", "/api/episodes?count=1.5"), 422, "int_parsing"),
+    ("episodes-count-empty", Sent("GET", "/api/episodes?count="), 422, "int_parsing"),
+    ("episodes-count-huge", Sent("GET", "/api/episodes?count=" + "9" * 5000), 422, "int_parsing"),
 ]
 
 
