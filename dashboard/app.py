@@ -183,23 +183,7 @@ def create_app(
     async def status() -> dict[str, Any]:
         """Each feed's latest health and lag, each held book's freshness (from the hot cache), each stream's
         length and groups, and each venue's symbol sets."""
-        now_ms = time.time_ns() // 1_000_000
-        feeds = [
-            {**health.model_dump(mode="json"), "lag_ms": now_ms - health.last_msg_ms if health.last_msg_ms else None}
-            for _, health in (await latest_health(reader, names)).values()
-        ]
-        streams: dict[str, Any] = {}
-        for subject in Subject:
-            stream = names.stream(subject)
-            length = await reader.xlen(stream)
-            groups = []
-            if length:
-                for info in await reader.xinfo_groups(stream):
-                    groups.append({"group": text(info["name"]), "pending": info["pending"], "lag": info.get("lag")})
-            streams[subject.value] = {"length": length, "groups": groups}
-        symbols = await symbol_sets(reader, settings)
-        books = await book_states(reader, settings, {venue: sets["holds"] for venue, sets in symbols.items()}, now_ms)
-        return {"feeds": feeds, "books": books, "streams": streams, "symbols": symbols, "ts": now_ms}
+        return await stack_status(reader, settings)
 
     @app.post("/api/symbols", status_code=202, openapi_extra=SYMBOL_REQUEST_BODY, responses={
         401: {"description": "no or a wrong bearer token"},
@@ -230,6 +214,29 @@ def create_app(
         return JSONResponse({"published": message.model_dump(mode="json")}, status_code=202)
 
     return app
+
+
+async def stack_status(reader: Redis, settings: Settings) -> dict[str, Any]:
+    """What ``/api/status`` and ``triarb status`` show: feeds (latest health, ``lag_ms``), held books, every
+    stream's length and groups (pending, lag), and the symbol sets."""
+    names = settings.names
+    now_ms = time.time_ns() // 1_000_000
+    feeds = [
+        {**health.model_dump(mode="json"), "lag_ms": now_ms - health.last_msg_ms if health.last_msg_ms else None}
+        for _, health in (await latest_health(reader, names)).values()
+    ]
+    streams: dict[str, Any] = {}
+    for subject in Subject:
+        stream = names.stream(subject)
+        length = await reader.xlen(stream)
+        groups = []
+        if length:
+            for info in await reader.xinfo_groups(stream):
+                groups.append({"group": text(info["name"]), "pending": info["pending"], "lag": info.get("lag")})
+        streams[subject.value] = {"length": length, "groups": groups}
+    symbols = await symbol_sets(reader, settings)
+    books = await book_states(reader, settings, {venue: sets["holds"] for venue, sets in symbols.items()}, now_ms)
+    return {"feeds": feeds, "books": books, "streams": streams, "symbols": symbols, "ts": now_ms}
 
 
 def token_matches(presented: str, token: str) -> bool:

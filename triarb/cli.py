@@ -59,6 +59,8 @@ from triarb.stack import (
     producer_check,
     run_stack,
 )
+from triarb.status import collect as collect_status
+from triarb.status import render as render_status
 from triarb.tail import format_entry
 
 
@@ -171,6 +173,17 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> None:
             await redis.aclose()
 
     run_async(tail())
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
+    async def show() -> None:
+        redis = await reachable(settings, Role.DASHBOARD)
+        try:
+            print(render_status(await collect_status(redis, settings, episodes=args.episodes)), flush=True)
+        finally:
+            await redis.aclose()
+
+    run_async(show())
 
 
 def cmd_symbols(args: argparse.Namespace, settings: Settings) -> None:
@@ -535,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--count", type=int, default=0, help="exit after N new entries (0 = follow forever)")
     tail.add_argument("--raw", action="store_true", help="print fields as stored instead of a summary")
     tail.set_defaults(run=cmd_tail)
+
+    status = commands.add_parser(
+        "status", help="one screen: feeds, symbols, group pending and lag, newest episodes, paper PnL")
+    status.add_argument("--episodes", type=int, default=10, metavar="N", help="how many episodes to show")
+    status.set_defaults(run=cmd_status)
 
     symbols = commands.add_parser(
         "symbols", help="change or show the symbols producers hold (user set ∪ the detector's)",

@@ -170,6 +170,17 @@ def test_unknown_stream_is_a_clear_error(stack: Stack) -> None:
     assert "unknown stream 'md.orders'; one of: md.snapshot" in result.stderr
 
 
+def test_status_is_one_screen_of_feeds_symbols_groups_episodes_and_paper_pnl(stack: Stack) -> None:
+    result = stack.triarb("status")
+    assert result.returncode == 0, result.stderr
+    screen = result.stdout
+    headings = [line.split(" (")[0] for line in screen.splitlines() if line[:1].isupper()]
+    assert headings == ["FEEDS", "SYMBOLS HELD", "CONSUMER GROUPS", "EPISODES", "PAPER PnL"]
+    assert re.search(r"^  coinbase  ws   up ", screen, re.MULTILINE) and re.search(r"^  kraken    ws   up ", screen,
+                                                                                  re.MULTILINE)
+    assert re.search(r"^  detector   on md\.snapshot\s+pending \d+\s+lag \d+", screen, re.MULTILINE)
+
+
 def test_second_up_on_the_same_var_dir_is_refused(stack: Stack) -> None:
     result = stack.triarb("up", "--demo")
     assert result.returncode == 1
