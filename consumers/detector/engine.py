@@ -24,6 +24,9 @@ from consumers.detector.screen import TopOfBookScreen
 from consumers.detector.sizes import depth_curve, max_notional_at_min_roi, most_profitable_fill
 from schemas import Leg, Opportunity, Snapshot
 
+SKIP_REASONS = ("below_threshold", "not_executable", "empty_side", "stale", "skewed", "missing_book")
+"""Why an evaluated triangle has no opportunity (:meth:`TriangleDetector.assess`; ``skips`` counts them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DetectorRules:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -39,6 +39,7 @@ if #ARGV > 4 then
 end
 return {1}
 """
+DECODED_CACHE = 4_096
 MAX_ATTEMPTS = 8
 """Compare-and-set rounds per observation; each lost round means another worker's step landed."""
 
@@ -52,6 +53,8 @@ class EpisodeStore:
     names: StreamNames
     limits: StreamLimits
     rules: EpisodeRules
+    _decoded: dict[bytes, EpisodeState] = field(default_factory=dict)
+    """Stored form → state: every batch reads every state of its venue, most unchanged since the last one."""
 
     def queue_read(self, pipe: Pipeline, venue: str) -> None:
         """Add the read of ``venue``'s states to a pipeline; :meth:`parse` its reply."""
@@ -60,8 +63,18 @@ class EpisodeStore:
     def parse(self, venue: str, reply: Mapping[Any, Any]) -> States:
         states: States = {}
         for cycle, raw in reply.items():
-            states[cycle.decode()] = (raw, _decode(venue, raw))
+            states[cycle.decode()] = (raw, self._decode(venue, raw))
         return states
+
+    def _decode(self, venue: str, raw: bytes) -> EpisodeState | None:
+        state = self._decoded.get(raw)
+        if state is None:
+            state = _decode(venue, raw)
+            if state is not None:
+                if len(self._decoded) >= DECODED_CACHE:
+                    self._decoded.clear()
+                self._decoded[raw] = state
+        return state
 
     async def read(self, venue: str) -> States:
         return self.parse(venue, await self.redis.hgetall(self.names.episodes_key(venue)))
@@ -83,7 +96,7 @@ class EpisodeStore:
                     if transition.event is not None:
                         published.append(transition.event)
                     break
-                states[observation.cycle_id] = (current, _decode(venue, current) if current else None)
+                states[observation.cycle_id] = (current, self._decode(venue, current) if current else None)
             else:
                 log.warning("episode state contended; observation dropped", extra={"cycle": observation.cycle_id})
         for event in published:

@@ -33,7 +33,7 @@ CLOSE_REASONS: dict[str, CloseReason | None] = {
     "skewed": None,
     "missing_book": None,
 }
-"""The detector's skip reasons (``engine.TriangleDetector.assess``) as reasons to close an episode. ``None``:
+"""The detector's skip reasons (``engine.SKIP_REASONS``) as reasons to close an episode. ``None``:
 the evaluation says nothing about the dislocation (legs caught mid-update, far apart in venue time, or one
 missing), so the episode stays as it is; if its legs then stop updating, it lapses as stale."""
 

@@ -24,7 +24,7 @@ from common import metrics
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import DetectorSettings, Settings
 from common.redis_link import RedisLink, is_transient
-from consumers.detector.engine import DetectorRules, TriangleDetector
+from consumers.detector.engine import SKIP_REASONS, DetectorRules, TriangleDetector
 from consumers.detector.episode_store import EpisodeStore, States
 from consumers.detector.episodes import EpisodeRules, observe_batch
 from consumers.detector.graph import Market, Triangle, enumerate_triangles
@@ -67,6 +67,8 @@ class DetectorService:
         self._clock_ms = clock_ms
         self.detectors = build_detectors(markets, settings.detector)
         metrics.prepare_detector(self.detectors)
+        for reason in SKIP_REASONS:  # every series exists before its first skip
+            metrics.DETECTOR_SKIPS.labels(reason=reason)
         self.episodes = EpisodeStore(redis, settings.names, settings.streams, episode_rules(settings.detector))
         self.link = RedisLink("detector-episodes")
         self.published = 0

@@ -7,7 +7,17 @@ from dataclasses import replace
 import pytest
 
 from common.config import DetectorSettings
-from consumers.detector.episodes import EpisodeRules, EpisodeState, NotPaying, Paying, lapsed, observe_batch, step
+from consumers.detector.engine import SKIP_REASONS
+from consumers.detector.episodes import (
+    CLOSE_REASONS,
+    EpisodeRules,
+    EpisodeState,
+    NotPaying,
+    Paying,
+    lapsed,
+    observe_batch,
+    step,
+)
 from consumers.detector.graph import Market
 from consumers.detector.service import build_detectors
 from schemas import CloseReason, EpisodeEvent, Leg, Opportunity, Side, Snapshot, episode_id_for
@@ -187,3 +197,7 @@ def test_legs_caught_mid_update_say_nothing_and_lapsed_legs_close_as_of_when_the
     assert round_of(skewed, {CYCLE: transition.state}, 10_200) == []
     [lapse] = round_of(venue_books(9_000, 1.0), {CYCLE: transition.state}, 11_500)  # no leg newer than 9 s
     assert lapse == NotPaying(CYCLE, CloseReason.STALE, transition.state.fresh_until_ms, transition.state.order)
+
+
+def test_every_skip_reason_says_whether_it_closes_an_episode() -> None:
+    assert set(CLOSE_REASONS) == set(SKIP_REASONS)
