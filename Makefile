@@ -81,8 +81,8 @@ bench-e2e: bootstrap  ## snapshot rate → one detector process: latency, lag, p
 
 bench: bench-bus bench-books bench-detector bench-e2e  ## every benchmark
 
-demo-session: bootstrap  ## regenerate the bundled demo session (deterministic) in producers/data/demo
-	$(BIN)/python scripts/gen_demo_session.py --out-dir producers/data/demo
+demo-session: bootstrap  ## regenerate the bundled demo session (deterministic) in producers/simulators/data/demo
+	$(BIN)/python scripts/gen_demo_session.py --out-dir producers/simulators/data/demo
 
 clean:  ## remove .venv, caches and runtime data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,7 +9,7 @@ seconds so that a triangle beats three taker fees (Coinbase 1.2 %/leg, Kraken 0.
 them under ``mispricings`` so the detector's tests can look for them.
 
 No clock is read: timestamps start at ``--start-ms``. The same seed gives byte-identical files.
-Usage: ``python scripts/gen_demo_session.py --out-dir producers/data/demo [--seconds 60] [--seed 7]``.
+Usage: ``python scripts/gen_demo_session.py --out-dir producers/simulators/data/demo [--seconds 60] [--seed 7]``.
 """
 
 from __future__ import annotations

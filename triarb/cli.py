@@ -43,11 +43,11 @@ from consumers.paper_broker import PaperBroker, run_paper_workers
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureFormatError
-from producers.demo import start_demo_venue
 from producers.feed import Venue
 from producers.replay import check_capture
-from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
+from producers.simulators.demo import start_demo_venue
+from producers.simulators.replayvenue import ReplayVenue
 from schemas import EpisodeEvent, Subject, SymbolControl
 from schemas.control import ControlOp, ControlSource
 from triarb.backtest import backtest, progress_bar, write_ndjson

@@ -29,9 +29,9 @@ from consumers.paper_broker import PaperBroker, run_paper_workers
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureWriter
-from producers.demo import DemoVenue, start_demo_venue
 from producers.feed import Venue
 from producers.service import VenueProducer
+from producers.simulators.demo import DemoVenue, start_demo_venue
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from redis.asyncio import Redis
 from common.bus import GroupConsumer, Publisher
 from common.config import Role, Settings, VenueSettings
 from consumers.detector.service import DetectorService
-from producers.demo import DEMO_DIR
 from producers.feed import Venue
-from producers.replayvenue import ReplayVenue
 from producers.service import VenueProducer
+from producers.simulators.demo import DEMO_DIR
+from producers.simulators.replayvenue import ReplayVenue
 from schemas import CloseReason, Episode, EpisodeEvent, Opportunity, Snapshot
 from schemas.base import WireModel
 from schemas.codec import decode_as

@@ -14,7 +14,7 @@ import redis
 
 from common.config import Role
 from common.redis import RedisEndpoint
-from producers.demo import DEMO_DIR
+from producers.simulators.demo import DEMO_DIR
 from tests.integration.test_cli_stack import clean_env
 
 pytestmark = pytest.mark.integration

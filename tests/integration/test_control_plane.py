@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from common.bus import Publisher
 from common.config import ProducerSettings, Role, Settings, VenueSettings
 from common.control import ControlRejected, publish_control, read_control_state
-from producers.fakevenue import FakeVenue, Market
 from producers.feed import Venue
 from producers.service import VenueProducer
+from producers.simulators.fakevenue import FakeVenue, Market
 from schemas import SymbolControl
 from schemas.codec import encode_dict
 from schemas.control import ControlOp, ControlSource

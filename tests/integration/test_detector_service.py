@@ -80,10 +80,10 @@ async def test_replayed_session_yields_the_planted_opportunities_through_redis(
     connect_as: Callable[..., Redis], admin: Redis, settings: Settings, workers: int
 ) -> None:
     from common.config import VenueSettings
-    from producers.demo import DEMO_DIR
     from producers.feed import Venue
-    from producers.replayvenue import ReplayVenue
     from producers.service import VenueProducer
+    from producers.simulators.demo import DEMO_DIR
+    from producers.simulators.replayvenue import ReplayVenue
     from triarb.backtest import run_backtest
 
     session = DEMO_DIR / "kraken-demo.ndjson"

@@ -14,10 +14,10 @@ from common.config import ProducerSettings, Role, Settings, VenueSettings
 from common.control import publish_control
 from producers.book import OrderBook
 from producers.connection import LinkState
-from producers.fakerest import FakeRest
-from producers.fakevenue import FakeVenue, Market
 from producers.feed import BookChanged, ResyncNeeded, Venue, VenueFeed
 from producers.service import VenueProducer
+from producers.simulators.fakerest import FakeRest
+from producers.simulators.fakevenue import FakeVenue, Market
 from schemas import Snapshot, SymbolControl
 from schemas.codec import decode_as
 from triarb.stack import producer_check

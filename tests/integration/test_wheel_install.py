@@ -50,7 +50,8 @@ def runtime_files() -> list[str]:
     copy of redis.conf sits in `common/` (setup.py puts it there); the rest is read from the tree, so a page
     or session file added later is checked without editing this test."""
     static = [f"dashboard/static/{path.name}" for path in (REPO / "dashboard" / "static").iterdir() if path.is_file()]
-    demo = [f"producers/data/demo/{path.name}" for path in (REPO / "producers" / "data" / "demo").glob("*.ndjson")]
+    demo_dir = "producers/simulators/data/demo"
+    demo = [f"{demo_dir}/{path.name}" for path in (REPO / demo_dir).glob("*.ndjson")]
     assert static and demo, "the checkout has no page or no demo session to ship"
     return sorted(["common/redis.conf", *static, *demo])
 

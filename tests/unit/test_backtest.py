@@ -12,8 +12,8 @@ import pytest
 from common.config import DetectorSettings
 from common.markets import MarketInfo, save_markets
 from producers.capture import CaptureWriter, read_capture
-from producers.demo import DEMO_DIR
 from producers.feed import Venue
+from producers.simulators.demo import DEMO_DIR
 from triarb.backtest import backtest_markets, read_capture_file, replay_snapshots, run_backtest, write_ndjson
 
 COINBASE_DEMO, KRAKEN_DEMO = DEMO_DIR / "coinbase-demo.ndjson", DEMO_DIR / "kraken-demo.ndjson"

@@ -259,7 +259,7 @@ def test_the_build_context_keeps_every_path_the_dockerfile_copies() -> None:
         for file in files:
             assert sent_to_docker(file.relative_to(REPO).as_posix(), rules), file
     assert sent_to_docker("dashboard/static/index.html", rules)
-    assert sent_to_docker("producers/data/demo/coinbase-demo.ndjson", rules)
+    assert sent_to_docker("producers/simulators/data/demo/coinbase-demo.ndjson", rules)
 
 
 @pytest.mark.parametrize("path", [

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from producers.demo import DEMO_DIR
 from producers.feed import Venue, VenueFeed
 from producers.replay import check_capture
+from producers.simulators.demo import DEMO_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 TAKER_FEE = {"coinbase": 0.012, "kraken": 0.004}

@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from producers.feed import Venue
-from producers.localserver import LocalVenueServer
+from producers.simulators.localserver import LocalVenueServer
 from producers.venues import kraken
 
 TS = "2026-01-01T00:00:00.000000Z"

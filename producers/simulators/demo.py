@@ -1,6 +1,6 @@
 """The demo's venues: local servers that the real producers connect to, as they would to Coinbase/Kraken.
 
-If the bundled generated session (``producers/data/demo/*.ndjson``, made by ``scripts/gen_demo_session.py``)
+If the bundled generated session (``producers/simulators/data/demo/*.ndjson``, made by ``scripts/gen_demo_session.py``)
 is present, each venue replays it in a loop at recorded speed; otherwise a :class:`FakeVenue` random walk
 serves a small set of markets that form triangles.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.fakevenue import FakeVenue, Market
 from producers.feed import Venue
-from producers.replayvenue import ReplayVenue
+from producers.simulators.fakevenue import FakeVenue, Market
+from producers.simulators.replayvenue import ReplayVenue
 
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
 RANDOM_WALK_MARKETS = {

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from producers.fakevenue import FakeVenue
 from producers.feed import Venue
+from producers.simulators.fakevenue import FakeVenue
 from producers.venues import kraken
 
 

@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from producers.capture import read_capture
 from producers.feed import PARSERS, Venue
-from producers.localserver import LocalVenueServer
 from producers.replay import subscribed_depth, venue_of
+from producers.simulators.localserver import LocalVenueServer
 from producers.venues.events import BookSnapshot, VenueProtocolError
 
 
