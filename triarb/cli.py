@@ -675,9 +675,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RedisError as exc:
         fail(f"Redis: {type(exc).__name__}: {exc}")
     except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
+        if exc.errno == errno.EADDRINUSE:
+            fail(str(exc))
+        if exc.filename is None:
             raise
-        fail(str(exc))
+        fail(f"cannot use {exc.filename}: {exc.strerror} (a directory or file setting such as TRIARB_VAR_DIR, "
+             "--dir or --out names it)")
 
 
 def fail(message: str, status: int = 1) -> NoReturn:

@@ -86,6 +86,14 @@ def test_a_busy_service_port_is_one_line_naming_the_setting(tmp_path: Path) -> N
     assert f"127.0.0.1:{port}" in line and "set TRIARB_SERVICE_PORT" in line
 
 
+@pytest.mark.parametrize(("args", "env"), [(["persist", "--dir", "/proc/nope"], {}),
+                                           (["up", "--demo"], {"TRIARB_VAR_DIR": "/proc/nope"})],
+                         ids=["persist-dir", "var-dir"])
+def test_a_directory_that_cannot_be_made_is_one_line_naming_it(tmp_path: Path, args: list[str],
+                                                              env: dict[str, str]) -> None:
+    assert "cannot use /proc/nope" in one_line_error(triarb(tmp_path, *args, env=env))
+
+
 def test_backtest_checks_its_outputs_before_the_run(tmp_path: Path) -> None:
     result = triarb(tmp_path, "backtest", str(DEMO_DIR / "kraken-demo.ndjson"), "--out", "nowhere/out.ndjson",
                     "--quiet")
