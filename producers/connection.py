@@ -11,6 +11,7 @@ that tell the producer about each new connection, frame and state change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -97,6 +98,22 @@ class Link:
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Connect, serve and reconnect until ``stop``. A connection being served sees ``stop`` itself and closes
+        cleanly; a connect attempt or a reconnect backoff (websockets' loop, which cannot see ``stop``) is
+        cancelled, so a stop never waits for an unreachable venue."""
+        linking = asyncio.ensure_future(self._link(stop))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({linking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not linking.done() and self._ws is None:
+                linking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await linking
+        finally:
+            stopping.cancel()
+        self._on_state(LinkState.DOWN, "stopped")
+
+    async def _link(self, stop: asyncio.Event) -> None:
         base_s, cap_s = self.settings.backoff_base_s, self.settings.backoff_cap_s
         self._on_state(LinkState.CONNECTING, f"connecting to {self.settings.url}")
         connector = connect(
@@ -119,7 +136,6 @@ class Link:
             if stop.is_set():
                 break
             await asyncio.sleep(next(backoff_delays(base_s, cap_s)))  # a short pause before reconnecting
-        self._on_state(LinkState.DOWN, "stopped")
 
     async def _serve(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         """One connection's life: subscribe, then receive until it closes, goes silent or we stop."""

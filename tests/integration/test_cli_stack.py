@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -224,3 +225,21 @@ def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) ->
     assert config["redis_passwords"] == {"producer": "***"}
     assert config["redis_url"] == "redis://***@cache.internal:6379/0"
     assert "hunter2" not in result.stdout and "s3cret" not in result.stdout
+
+
+def test_one_ctrl_c_stops_a_stack_whose_venues_are_unreachable(tmp_path: Path) -> None:
+    """Connect attempts and reconnect backoffs are cancelled on stop: nobody waits for a venue that is not there."""
+    env = clean_env(tmp_path / "var") | {
+        f"TRIARB_PRODUCERS__{venue}__{key}": value for venue in ("COINBASE", "KRAKEN")
+        for key, value in (("URL", "ws://127.0.0.1:9"), ("REST_URL", "http://127.0.0.1:9"))}
+    process = subprocess.Popen([sys.executable, "-m", "triarb.cli", "up"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=(tmp_path / "up.log").open("w"), text=True)
+    assert process.stdout is not None
+    assert UP_LINE.search(process.stdout.readline())
+    time.sleep(3)  # several failed connects: the producers are in websockets' reconnect backoff
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 0, (tmp_path / "up.log").read_text()[-2000:]
