@@ -3,6 +3,7 @@
 Scalars become plain field values (so ``redis-cli XRANGE`` reads well), nested lists, dicts and models
 become compact JSON, ``None`` fields are omitted. Decoding checks the schema version first and raises a
 :class:`CodecError` (never anything else) so callers can dead-letter the entry with its reason.
+``schemas.wire`` writes this same layout for snapshots on the producers' hot path (tested byte for byte).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ CPU per process and for the rest of the machine is printed with each figure: on 
 another job's load shows up there, and the run is flagged.
 
 Latencies have the millisecond resolution of the schemas' timestamps. Usage: ``python scripts/bench_e2e.py
-[--quick] [--rates 2000,5000] [--seconds S] [--backlog N] [--repeats R] [--profile] [--only live|drain]``
-(``make bench-e2e``);
+[--quick] [--rates 2000,5000] [--seconds S] [--backlog N] [--repeats R] [--profile] [--only live|drain]
+[--gc-tuned]`` (``make bench-e2e``);
 the last line printed is one JSON object with every figure.
 """
 
@@ -140,10 +140,17 @@ def detector_env(endpoint: RedisEndpoint, work_dir: Path) -> dict[str, str]:
     }
 
 
+DETECTOR = ("-m", "triarb.cli")
+GC_TUNED_DETECTOR = ("-c", "import triarb.cli; from common.gc_tuning import tune_gc_for_stream_worker; "
+                           "tune_gc_for_stream_worker(); triarb.cli.main()")
+"""``triarb detector`` with common/gc_tuning.py applied after its imports (``--gc-tuned``): what the detector
+would do once its command calls it."""
+
+
 def start_detector(endpoint: RedisEndpoint, work_dir: Path, name: str, args: Sequence[str],
-                   prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+                   prefix: Sequence[str] = (), launcher: Sequence[str] = DETECTOR) -> subprocess.Popen[bytes]:
     with (work_dir / f"{name}.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, *prefix, "-m", "triarb.cli", "detector", *args], cwd=work_dir,
+        return subprocess.Popen([sys.executable, *prefix, *launcher, "detector", *args], cwd=work_dir,
                                 env=detector_env(endpoint, work_dir), stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -179,6 +186,12 @@ def cpu_s(pid: int, *, children: bool = False) -> float:
     children (redis-server forks to rewrite its AOF: part of its cost)."""
     fields = [int(v) for v in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:15]]
     return sum(fields if children else fields[:2]) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds ``pid``'s main thread was runnable but waiting for a CPU (/proc/PID/schedstat): how much the
+    processes on this machine slow each other down, beyond the CPU time they use."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def machine_cpu_s() -> float:
@@ -269,9 +282,9 @@ def score(opportunities: Sequence[Opportunity], session: Session, cycles: set[st
 
 
 async def live(settings: Settings, endpoint: RedisEndpoint, work_dir: Path, rates: Sequence[int],
-               seconds: float) -> dict[str, dict[str, Any]]:
+               seconds: float, launcher: Sequence[str] = DETECTOR) -> dict[str, dict[str, Any]]:
     admin = connect(settings, Role.ADMIN, endpoint=endpoint)
-    process = start_detector(endpoint, work_dir, "detector-live", [])
+    process = start_detector(endpoint, work_dir, "detector-live", [], launcher=launcher)
     try:
         stream = settings.names.stream(Subject.SNAPSHOT)
         deadline = time.perf_counter() + 30
@@ -315,21 +328,25 @@ class DrainRun:
     """Part of the backlog acknowledged while every process had joined (the rest: before the last joined)."""
     cores: dict[str, float]
     """CPU used over that interval, in cores: the detector processes together, redis-server (with its AOF
-    rewrites), this process (the poller) and everything else on the machine."""
+    rewrites), this process (the poller) and everything else on the machine; and, as ``*_waiting``, the
+    time the detectors (together) and redis-server spent runnable but without a CPU, in the same unit."""
 
 
 async def worker_drain(admin: Redis, endpoint: RedisEndpoint, work_dir: Path, stream: str, entries: int,
-                       workers: int) -> DrainRun:
+                       workers: int, launcher: Sequence[str] = DETECTOR) -> DrainRun:
     """Entries/s acknowledged by ``workers`` burst processes between the moment all have joined the group and
     the moment the backlog is acknowledged."""
     await admin.xgroup_create(stream, GROUP, id="0")
     names = [f"detector-drain{workers}-{n}" for n in range(workers)]
-    processes = [start_detector(endpoint, work_dir, name, ["--from", "0", "--burst"]) for name in names]
+    processes = [start_detector(endpoint, work_dir, name, ["--from", "0", "--burst"], launcher=launcher)
+                 for name in names]
 
     def cpu() -> dict[str, float]:  # an exited process is a zombie until waited for: its /proc entry remains
         used = {"detectors": sum(cpu_s(p.pid) for p in processes), "redis": cpu_s(endpoint.pid or 0, children=True),
                 "bench": cpu_s(os.getpid())}
-        return used | {"others": machine_cpu_s() - sum(used.values())}
+        return used | {"others": machine_cpu_s() - sum(used.values()),
+                       "detectors_waiting": sum(runqueue_wait_s(p.pid) for p in processes),
+                       "redis_waiting": runqueue_wait_s(endpoint.pid or 0)}
 
     joined: tuple[float, int, dict[str, float]] | None = None
     done: tuple[float, int, dict[str, float]] | None = None
@@ -366,7 +383,7 @@ def median_run(runs: list[DrainRun]) -> DrainRun:
 
 
 async def drain(settings: Settings, endpoint: RedisEndpoint, work_dir: Path, entries: int,
-                repeats: int) -> dict[str, Any]:
+                repeats: int, launcher: Sequence[str] = DETECTOR) -> dict[str, Any]:
     """Median of ``repeats`` rounds, each round the plain loop, one process and two processes in turn (so
     each figure of a ratio saw the machine in the same state)."""
     admin = connect(settings, Role.ADMIN, endpoint=endpoint)
@@ -385,8 +402,8 @@ async def drain(settings: Settings, endpoint: RedisEndpoint, work_dir: Path, ent
         baselines, ones, twos = [], [], []
         for _ in range(repeats):
             baselines.append(await plain_drain_rate(admin, stream, entries, settings.bus.read_count))
-            ones.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 1))
-            twos.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 2))
+            ones.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 1, launcher))
+            twos.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 2, launcher))
         baseline, one, two = statistics.median(baselines), median_run(ones), median_run(twos)
     finally:
         await producer.aclose()
@@ -442,7 +459,8 @@ def print_drain(drained: dict[str, Any], read_count: int) -> None:
     def measured(run: str) -> str:
         cores = drained["cores"][run]
         return (f"[{drained['measured_share'][run]:.0%} of the backlog measured; cores: detector(s) "
-                f"{cores['detectors']:.2f}, redis {cores['redis']:.2f}, others {cores['others']:.2f}]")
+                f"{cores['detectors']:.2f}, redis {cores['redis']:.2f}, others {cores['others']:.2f}; waiting for"
+                f" a CPU: detector(s) {cores['detectors_waiting']:.2f}, redis {cores['redis_waiting']:.2f}]")
 
     print(f"drain of {drained['entries']:,} pre-published snapshots (published at {drained['publish_per_s']:,}/s), "
           f"median of {drained['repeats']} round(s):")
@@ -462,7 +480,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s per rate, a 50k backlog, one drain round")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of a one-worker drain")
     parser.add_argument("--only", choices=("live", "drain"), help="run one part (default: both)")
+    parser.add_argument("--gc-tuned", action="store_true",
+                        help="start the detectors with common/gc_tuning.py applied (not yet called by the command)")
     args = parser.parse_args()
+    launcher = GC_TUNED_DETECTOR if args.gc_tuned else DETECTOR
     seconds, backlog, repeats = (3.0, 50_000, 1) if args.quick else (args.seconds, args.backlog, args.repeats)
     rates = [int(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="triarb-bench-e2e-") as tmp:
@@ -472,15 +493,16 @@ def main() -> None:
         with EmbeddedRedis(settings, port=0, write_runtime_file=False) as endpoint, \
                 asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             print(f"e2e benchmark: {len(SYMBOLS)} {VENUE} books, ETH-BTC -3 % for {WINDOW_MS} ms every {PERIOD_MS} ms,"
-                  f" {seconds:g} s per rate; one `triarb detector` process; {os.cpu_count()} CPUs,"
+                  f" {seconds:g} s per rate; one `triarb detector` process{' (GC-tuned)' if args.gc_tuned else ''};"
+                  f" {os.cpu_count()} CPUs,"
                   f" load average {os.getloadavg()[0]:.2f}", flush=True)
             rates_out: dict[str, dict[str, Any]] = {}
             drained: dict[str, Any] = {}
             if args.only in (None, "live"):
-                rates_out = runner.run(live(settings, endpoint, work_dir, rates, seconds))
+                rates_out = runner.run(live(settings, endpoint, work_dir, rates, seconds, launcher))
                 print_live(rates_out)
             if args.only in (None, "drain"):
-                drained = runner.run(drain(settings, endpoint, work_dir, backlog, repeats))
+                drained = runner.run(drain(settings, endpoint, work_dir, backlog, repeats, launcher))
                 print_drain(drained, settings.bus.read_count)
             if args.profile and drained:
                 runner.run(profile_drain(settings, endpoint, work_dir, 20))
@@ -489,7 +511,7 @@ def main() -> None:
     if busiest > BUSY_MACHINE_CORES:
         print(f"WARNING: other processes used up to {busiest:.2f} cores during the run: these figures understate "
               "what this stack does on a quiet machine; run it again when nothing else runs")
-    print(json.dumps({"bench": "e2e", "rates": rates_out or None, "drain": drained or None}))
+    print(json.dumps({"bench": "e2e", "gc_tuned": args.gc_tuned, "rates": rates_out or None, "drain": drained or None}))
 
 
 if __name__ == "__main__":

@@ -16,18 +16,21 @@ keeps (the detector's :class:`schemas.codec.BookRef`). ``Any``, not a union, so 
 decoder use their model as before."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEntry:
-    """One entry as read, before decoding: what ``triarb tail`` prints and dead-letters carry."""
+    """One entry as read, before decoding: what ``triarb tail`` prints and dead-letters carry. Read-only by
+    convention, not ``frozen``: a frozen dataclass costs three times as much to build, and a worker builds
+    one per entry (with a :class:`Delivery`)."""
 
     stream: str
     id: str
     fields: Fields
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
-    """One decoded entry handed to a handler. ``id`` is the Redis stream id (also the SSE event id)."""
+    """One decoded entry handed to a handler. ``id`` is the Redis stream id (also the SSE event id).
+    Read-only by convention (not ``frozen``, for the reason given on :class:`StreamEntry`)."""
 
     subject: Subject
     stream: str
@@ -70,5 +73,5 @@ def parse_raw_stream_reply(reply: Any) -> list[StreamEntry]:
         for entry_id, flat in messages:
             if flat is not None:
                 pairs = iter(flat)
-                out.append(StreamEntry(name, entry_id.decode(), dict(zip(pairs, pairs, strict=True))))
+                out.append(StreamEntry(name, text(entry_id), dict(zip(pairs, pairs, strict=False))))
     return out

@@ -1,12 +1,12 @@
 """Consumer-group worker loop: at-least-once delivery, reclaiming a dead worker's entries, dead letters.
 
 One iteration is one round trip: the XACK of the batch just handled (one command, every id) travels in the
-same pipeline as the XREADGROUP of the next one, whose reply is parsed here in one pass (redis-py's own
-parsing of it is skipped: on a backlog it costs as much as the rest of the worker). Entries are
-acknowledged only after the handler returned, so a worker that dies mid-batch leaves them pending; another
-worker's periodic XAUTOCLAIM takes them over once they have been idle ``claim_idle_ms``. An entry that
-cannot be decoded is dead-lettered at once; one whose handler keeps failing is retried (via reclaim) and
-dead-lettered after ``max_deliveries``.
+same pipeline as the XREADGROUP of the next one, whose reply is read raw and parsed in one pass (redis-py's
+parse builds a tuple and a dict per entry that would only be copied again). Entries are acknowledged only
+after the handler returned, so a worker that dies mid-batch leaves them pending; another worker's periodic
+XAUTOCLAIM takes them over once they have been idle ``claim_idle_ms``. An entry that cannot be decoded is
+dead-lettered at once; one whose handler keeps failing is retried (via reclaim) and dead-lettered after
+``max_deliveries``.
 
 Redis faults are weather: a lost connection, a server loading its AOF or refusing credentials while it
 restarts makes the worker back off (capped, jittered) and carry on from the group's position, first
@@ -96,12 +96,13 @@ class GroupConsumer:
         self._deadletter_maxlen = deadletter_maxlen
         self._to_ack: dict[str, list[bytes]] = {stream: [] for stream in self._streams}
         """Ids handled and not yet acknowledged, per stream (bytes: redis-py packs them as they are)."""
-        self._raw_xreadgroup = {command: parse for command, parse in redis.response_callbacks.items()
-                                if command != "XREADGROUP"}
-        """The client's reply parsers less XREADGROUP's (keys are upper case), for our read pipelines."""
+        self._raw_read_callbacks = {command: parse for command, parse in redis.response_callbacks.items()
+                                    if command != "XREADGROUP"}
+        """The client's reply parsers less XREADGROUP's (keys are upper case), for our read pipelines only."""
         self._claim_cursor = dict.fromkeys(self._streams, "0-0")
         self._next_claim_at = 0.0
         self.link = link or RedisLink(f"group-{group}")
+        metrics.prepare_group(group, self._streams)
         self._pending_cursor: dict[str, str] = {}
         """Per stream, where the re-read of our own pending entries stands; empty once done. Restarted from
         "0" at start and after every fault, so what we were handling is redone before anything new."""
@@ -232,7 +233,7 @@ class GroupConsumer:
         """Acknowledge what was handled and read the next batch, in one round trip: new entries, or with
         ``positions`` this consumer's own pending entries (delivered, not acknowledged) past those ids."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.response_callbacks = self._raw_xreadgroup  # this pipeline only: parse_raw_stream_reply does it
+        pipe.response_callbacks = self._raw_read_callbacks  # XREADGROUP raw: parse_raw_stream_reply below
         acked = self._queue_acks(pipe)
         streams: dict[Any, Any] = dict(positions) if positions else dict.fromkeys(self._streams, ">")
         pipe.xreadgroup(

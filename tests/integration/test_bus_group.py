@@ -111,6 +111,21 @@ async def test_ack_of_each_batch_travels_with_the_next_read(
     assert await pending_count(admin) == 0
 
 
+async def test_the_workers_raw_reads_leave_the_shared_clients_xreadgroup_parsed(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    await publish_snapshots(connect_as(Role.PRODUCER), settings, 3)
+    detector = connect_as(Role.DETECTOR)
+    handler = Recorder()
+    await worker(detector, settings, handler).run(burst=True)
+    await detector.xgroup_create("md.snapshot", "other", id="0")
+
+    [[stream, [(entry_id, fields)]]] = await detector.xreadgroup("other", "c", {"md.snapshot": ">"}, count=1)
+
+    assert handler.book_seqs == [0, 1, 2]
+    assert stream == b"md.snapshot" and fields[b"book_seq"] == b"0"  # redis-py's own parse, as before
+
+
 async def test_failed_batch_stays_pending_and_is_redelivered(
     connect_as: Callable[..., Redis], admin: Redis, settings: Settings
 ) -> None:

@@ -210,3 +210,19 @@ def test_a_book_ref_refuses_what_the_full_decode_refuses(fields: dict[bytes, byt
         decode_book_ref(fields)
     with pytest.raises(CodecError):
         decode(Subject.SNAPSHOT, fields)
+
+
+def test_entries_of_one_book_share_one_immutable_book_ref() -> None:
+    first = decode_book_ref({b"v": b"1", b"exchange": b"kraken", b"symbol": b"ETH-BTC", b"book_seq": b"1"})
+    second = decode_book_ref({b"v": b"1", b"exchange": b"kraken", b"symbol": b"ETH-BTC", b"book_seq": b"2"})
+
+    assert first is second and (first.exchange, first.symbol) == ("kraken", "ETH-BTC")
+    with pytest.raises(AttributeError):
+        first.symbol = "BTC-USD"  # type: ignore[misc]
+
+
+def test_a_refused_book_is_refused_again_on_every_entry() -> None:
+    fields = {b"v": b"1", b"exchange": b"Kraken", b"symbol": b"BTC-USD"}
+    for _ in range(2):  # only checked pairs are remembered
+        with pytest.raises(CodecError, match="is not a lower-case venue name"):
+            decode_book_ref(fields)
