@@ -24,6 +24,7 @@ from common.acl import AclConfigError, render_config
 from common.bus import FanoutReader, Publisher
 from common.config import DEFAULT_CONFIG_FILE, Role, Settings, VenueSettings
 from common.control import ControlRejected, publish_control, read_control_state
+from common.gc_tuning import tune_gc_for_stream_worker
 from common.logging import configure_logging
 from common.markets import MarketInfo, load_markets, venue_catalog
 from common.redis import (
@@ -457,6 +458,7 @@ async def serve_group_workers(settings: Settings, role: Role, name: str, work: W
                 await work(redis, publisher, stop, endpoint)
                 stop.set()
 
+            tune_gc_for_stream_worker()  # start-up is done: its objects are never scanned again
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(probe.watch(redis, stop))
                 tasks.create_task(work_then_stop())
