@@ -6,7 +6,9 @@ their legs → each affected triangle evaluated once (conflation: intermediate s
 skipped) → opportunities published and flushed → the batch acknowledged. Paper fills happen elsewhere
 (group ``paper``, ``consumers/paper_broker.py``): their latency waits must not delay detection. State lives
 in Redis, so any number of workers (``workers`` here, or more processes) share the stream; opportunity ids
-derive from the books' versions, so readers de-duplicate what several workers report.
+derive from the books' versions and each is written once (the publish script's once-key). After the
+opportunities, the batch's episode steps are applied by compare-and-set (``episode_store.py``), and a sweep
+closes episodes whose feed went quiet.
 """
 
 from __future__ import annotations
