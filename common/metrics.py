@@ -18,7 +18,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from schemas.episode import EpisodeEvent
 
 
-def _version() -> str:
+def installed_version() -> str:
+    """triarb's version as installed (``triarb --version`` and ``triarb_build_info`` say the same)."""
     try:
         return importlib.metadata.version("triarb")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
@@ -27,7 +28,7 @@ def _version() -> str:
 
 BUILD_INFO = Gauge("triarb_build_info", "Always 1; the labels say which triarb and Python this process runs",
                    ["version", "python"])
-BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+BUILD_INFO.labels(version=installed_version(), python=platform.python_version()).set(1)
 
 BUS_PUBLISHED = Counter(
     "triarb_bus_published_entries_total", "Entries written to a stream by a publisher", ["stream"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import importlib.metadata
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from common.control import ControlRejected, publish_control, read_control_state
 from common.gc_tuning import tune_gc_for_stream_worker
 from common.logging import configure_logging
 from common.markets import MarketInfo, load_markets, venue_catalog
+from common.metrics import installed_version
 from common.redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
@@ -42,6 +42,7 @@ from common.service import CheckResult, ServiceEndpoint
 from consumers.detector.service import DetectorService, run_workers
 from consumers.paper_broker import PaperBroker, run_paper_workers
 from consumers.persistence import ArchiveLock, ArchiveLockedError, PersistenceWriter
+from dashboard.app import validation_reasons
 from dashboard.server import serve_dashboard
 from producers.capture import CaptureFormatError
 from producers.feed import Venue
@@ -536,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=16, width=120),
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (same as TRIARB_CONFIG)")
-    parser.add_argument("--version", action="version", version=f"triarb {triarb_version()}")
+    parser.add_argument("--version", action="version", version=f"triarb {installed_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     up = commands.add_parser("up", help="run the whole stack (starts a private redis-server unless REDIS_URL)")
@@ -694,9 +695,7 @@ def fail(message: str, status: int = 1) -> NoReturn:
 def configuration_problem(exc: Exception) -> str:
     """Settings errors as one line each naming the setting (``detector.min_roi: ...``), not pydantic's report."""
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: "
-                         f"{error['msg'].removeprefix('Value error, ')}"
-                         for error in exc.errors(include_url=False))
+        return validation_reasons(exc)
     if isinstance(exc, tomllib.TOMLDecodeError):
         return f"{os.environ.get('TRIARB_CONFIG', DEFAULT_CONFIG_FILE)}: not valid TOML ({exc})"
     return str(exc)
@@ -717,13 +716,6 @@ def redis_cli_passthrough(argv: list[str]) -> list[str]:
     elif rest[:1] and rest[0].startswith("--as="):
         own, rest = rest[:1], rest[1:]
     return [*head, *own, "--", *rest] if rest else [*head, *own]
-
-
-def triarb_version() -> str:
-    try:
-        return importlib.metadata.version("triarb")
-    except importlib.metadata.PackageNotFoundError:  # running from a checkout that was never installed
-        return "0+unknown"
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ class Stack:
     redis_port: int
     service_port: int
     runtime: dict[str, object]
+    up_line: str
+    """the banner's first line, as printed"""
 
     def triarb(self, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -66,7 +68,7 @@ def start_stack(workdir: Path) -> Stack:
         process.kill()
         pytest.fail(f"`triarb up --demo` did not come up; first line: {line!r}")
     runtime = json.loads((workdir / "var" / "redis.json").read_text())
-    return Stack(process, env, workdir, int(match[1]), int(match[2]), runtime)
+    return Stack(process, env, workdir, int(match[1]), int(match[2]), runtime, line.rstrip("\n"))
 
 
 def interrupt(stack: Stack, signum: int = signal.SIGINT) -> str:

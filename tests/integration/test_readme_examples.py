@@ -40,11 +40,9 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from tests.integration import test_cli_stack
 from tests.integration.test_cli_stack import Stack, clean_env, interrupt, start_stack
 
 pytestmark = pytest.mark.integration
@@ -244,19 +242,6 @@ class DemoStack:
                               text=True, timeout=timeout_s)
 
 
-class RecordingPattern:
-    """Stands in for ``test_cli_stack.UP_LINE`` while ``start_stack`` runs, to keep the banner's first line,
-    which ``start_stack`` reads and drops."""
-
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
-        self.lines: list[str] = []
-
-    def search(self, line: str) -> re.Match[str] | None:
-        self.lines.append(line.rstrip("\n"))
-        return self.pattern.search(line)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
     workdir = tmp_path_factory.mktemp("readme")
@@ -264,11 +249,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
     # as TRIARB_CONFIG, so a developer's ./triarb.toml in the repo root cannot change what they see.
     config = workdir / "triarb.toml"
     config.write_text(f'dashboard_token = "{TOKEN}"\n')
-    recorder = RecordingPattern(test_cli_stack.UP_LINE)
-    with mock.patch.object(test_cli_stack, "UP_LINE", recorder):
-        stack = start_stack(workdir)
+    stack = start_stack(workdir)
     assert stack.process.stdout is not None
-    banner = [*recorder.lines, *(stack.process.stdout.readline().rstrip("\n") for _ in range(2))]
+    banner = [stack.up_line, *(stack.process.stdout.readline().rstrip("\n") for _ in range(2))]
     dashboard = re.search(r"dashboard: http://127\.0\.0\.1:(\d+)$", banner[-1])
     out_dir = workdir / "out"
     out_dir.mkdir()
