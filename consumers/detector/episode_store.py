@@ -11,6 +11,7 @@ same atomic script, so a state change and its event are never seen apart, and a 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from redis.asyncio.client import Pipeline
 
 from common import metrics
 from common.config import StreamLimits
-from consumers.detector.episodes import EpisodeRules, EpisodeState, Observation, lapsed, step
+from consumers.detector.episodes import EpisodeRules, EpisodeState, Observation, Transition, lapsed, step
 from schemas import Episode, Subject, encode_fields
 from schemas.streams import StreamNames
 
@@ -45,6 +46,17 @@ MAX_ATTEMPTS = 8
 
 States = dict[str, tuple[bytes, EpisodeState | None]]
 """cycle id → (its state as stored, decoded; None if it does not decode and will be replaced)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One compare-and-set to send: ``expected`` is the stored state the step started from, ``new`` the
+    transition's state as it will be stored."""
+
+    observation: Observation
+    expected: bytes
+    transition: Transition
+    new: bytes
 
 
 @dataclass
@@ -81,24 +93,48 @@ class EpisodeStore:
 
     async def apply(self, venue: str, observations: Iterable[Observation], states: States) -> list[Episode]:
         """Step each observation from ``states`` (as read with the batch) and store the results; returns the
-        events this worker published. ``states`` is kept current."""
+        events this worker published. ``states`` is kept current.
+
+        All cycles' compare-and-sets go in one pipelined round trip (a batch often moves several cycles at
+        once); a cycle's later observations, and those that lost a race, go in the next round.
+        """
+        queues: dict[str, deque[Observation]] = {}
+        for observation in observations:  # per cycle, in the order given: a lapse before a new open
+            queues.setdefault(observation.cycle_id, deque()).append(observation)
+        lost: dict[str, int] = {}
+        """races lost in a row by each cycle's head observation"""
         published: list[Episode] = []
-        for observation in observations:
-            for _attempt in range(MAX_ATTEMPTS):
-                raw, state = states.get(observation.cycle_id, (b"", None))
-                transition = step(state, observation, self.rules)
-                if transition is None:
-                    break
-                new_raw = transition.state.dumps()
-                current = await self._compare_and_set(venue, observation.cycle_id, raw, new_raw, transition.event)
+        while queues:
+            round_: list[Change] = []
+            for cycle, queue in list(queues.items()):
+                while queue:  # the first observation that changes something goes in this round
+                    raw, state = states.get(cycle, (b"", None))
+                    transition = step(state, queue[0], self.rules)
+                    if transition is not None:
+                        round_.append(Change(queue[0], raw, transition, transition.state.dumps()))
+                        break
+                    queue.popleft()
+                if not queue:
+                    del queues[cycle]
+            if not round_:
+                break
+            replies = await self._compare_and_set_all(venue, round_)
+            for change, current in zip(round_, replies, strict=True):
+                observation, transition = change.observation, change.transition
+                cycle = observation.cycle_id
                 if current is None:
-                    states[observation.cycle_id] = (new_raw, transition.state)
+                    states[cycle] = (change.new, transition.state)
                     if transition.event is not None:
                         published.append(transition.event)
-                    break
-                states[observation.cycle_id] = (current, self._decode(venue, current) if current else None)
-            else:
-                log.warning("episode state contended; observation dropped", extra={"cycle": observation.cycle_id})
+                    queues[cycle].popleft()
+                    lost.pop(cycle, None)
+                    continue
+                states[cycle] = (current, self._decode(venue, current) if current else None)
+                lost[cycle] = lost.get(cycle, 0) + 1
+                if lost[cycle] >= MAX_ATTEMPTS:
+                    log.warning("episode state contended; observation dropped", extra={"cycle": cycle})
+                    queues[cycle].popleft()
+                    del lost[cycle]
         for event in published:
             metrics.EPISODE_EVENTS.labels(venue=venue, event=event.event.value).inc()
         return published
@@ -110,18 +146,18 @@ class EpisodeStore:
                and (observation := lapsed(state, now_ms)) is not None]
         return await self.apply(venue, due, states) if due else []
 
-    async def _compare_and_set(self, venue: str, cycle: str, expected: bytes, new: bytes,
-                               event: Episode | None) -> bytes | None:
-        """None when written; else the state another worker stored meanwhile (b"" if none)."""
-        args: list[bytes | str | int] = [cycle, expected, new, self.limits.episode]
-        if event is not None:
-            args.extend(encode_fields(event))
-        reply = await self.redis.eval(COMPARE_AND_SET_SCRIPT, 2, self.names.episodes_key(venue),
-                                      self.names.stream(Subject.EPISODE), *args)
-        if int(reply[0]) == 1:
-            return None
-        current: bytes = reply[1]
-        return current
+    async def _compare_and_set_all(self, venue: str, changes: list[Change]) -> list[bytes | None]:
+        """One script call per change, pipelined: for each, None when written, else the state another worker
+        stored meanwhile (b"" if none)."""
+        keys = (self.names.episodes_key(venue), self.names.stream(Subject.EPISODE))
+        pipe = self.redis.pipeline(transaction=False)
+        for change in changes:
+            args: list[bytes | str | int] = [change.observation.cycle_id, change.expected, change.new,
+                                             self.limits.episode]
+            if change.transition.event is not None:
+                args.extend(encode_fields(change.transition.event))
+            pipe.eval(COMPARE_AND_SET_SCRIPT, len(keys), *keys, *args)
+        return [None if int(reply[0]) == 1 else reply[1] for reply in await pipe.execute()]
 
 
 def _decode(venue: str, raw: bytes) -> EpisodeState | None:

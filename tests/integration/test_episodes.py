@@ -7,12 +7,15 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from unittest import mock
 
 import pytest
 from redis.asyncio import Redis
 
 from common.bus import Publisher
 from common.config import Role, Settings
+from consumers.detector.episode_store import EpisodeStore, States
+from consumers.detector.episodes import EpisodeRules, EpisodeState, NotPaying
 from consumers.detector.service import DetectorService
 from schemas import CloseReason, Episode, EpisodeEvent, Opportunity, Snapshot
 from schemas.codec import decode_as
@@ -124,3 +127,75 @@ async def test_an_episode_whose_feed_stops_is_closed_stale_once_by_whichever_swe
     closed = events[-1]
     assert closed.close_reason is CloseReason.STALE
     assert closed.ts <= time.time_ns() // 1_000_000 - 100  # when the legs went stale, not when it was noticed
+
+
+def open_state(cycle: str, order: int) -> EpisodeState:
+    """An open episode of ``cycle`` as a worker would have stored it (its legs fresh until far ahead)."""
+    now = time.time_ns() // 1_000_000
+    record = Episode(id=f"ep-{cycle}", event=EpisodeEvent.OPEN, seq=0, exchange="kraken", cycle_id=cycle,
+                     start_asset="USD", opened_ms=now, ts=now, duration_ms=0, roi_net=0.01, peak_roi_net=0.01,
+                     peak_ms=now, best_notional=100.0, best_profit=1.0, opportunities=1,
+                     first_opportunity_id=f"op-{cycle}", opportunity_id=f"op-{cycle}")
+    return EpisodeState(record, True, order, now + 60_000, now, 0.01, 1.0)
+
+
+async def stored(store: EpisodeStore, admin: Redis, states: dict[str, EpisodeState]) -> States:
+    raw = {cycle: state.dumps() for cycle, state in states.items()}
+    await admin.hset("strategy:episodes:kraken", mapping=raw)  # type: ignore[arg-type]
+    return await store.read("kraken")
+
+
+async def test_a_batch_that_closes_several_episodes_stores_them_all_in_one_round_trip(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    store = EpisodeStore(connect_as(Role.DETECTOR), settings.names, settings.streams, EpisodeRules())
+    cycles = [f"kraken:c{n}" for n in range(3)]
+    states = await stored(store, admin, {cycle: open_state(cycle, order=10) for cycle in cycles})
+    now = time.time_ns() // 1_000_000
+    observations = [NotPaying(cycle, CloseReason.BELOW_MIN_ROI, now, order=11) for cycle in cycles]
+
+    with mock.patch.object(store, "_compare_and_set_all", wraps=store._compare_and_set_all) as round_trips:
+        published = await store.apply("kraken", observations, states)
+
+    assert round_trips.call_count == 1
+    assert [e.cycle_id for e in published] == cycles
+    assert [e.event for e in await episodes(admin)] == [EpisodeEvent.CLOSE] * 3
+    assert all(not state.open for _, state in (await store.read("kraken")).values() if state is not None)
+
+
+async def test_a_cycle_observed_twice_in_a_batch_takes_its_observations_in_order(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    """A lapse then a new open of the same cycle: the second step starts from the first one's stored state."""
+    store = EpisodeStore(connect_as(Role.DETECTOR), settings.names, settings.streams, EpisodeRules())
+    states = await stored(store, admin, {"kraken:c0": open_state("kraken:c0", order=10),
+                                         "kraken:c1": open_state("kraken:c1", order=10)})
+    now = time.time_ns() // 1_000_000
+    observations = [NotPaying("kraken:c0", CloseReason.STALE, now - 5, order=10),
+                    NotPaying("kraken:c1", CloseReason.BELOW_MIN_ROI, now, order=11),
+                    NotPaying("kraken:c0", CloseReason.BELOW_MIN_ROI, now, order=12)]  # already closed: no-op
+
+    with mock.patch.object(store, "_compare_and_set_all", wraps=store._compare_and_set_all) as round_trips:
+        published = await store.apply("kraken", observations, states)
+
+    assert round_trips.call_count == 1  # c0's second observation changes nothing once the first is applied
+    assert [(e.cycle_id, e.close_reason) for e in published] == [
+        ("kraken:c0", CloseReason.STALE), ("kraken:c1", CloseReason.BELOW_MIN_ROI)]
+
+
+async def test_a_worker_that_lost_the_race_steps_again_from_the_winners_state_and_writes_nothing_twice(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    store = EpisodeStore(connect_as(Role.DETECTOR), settings.names, settings.streams, EpisodeRules())
+    late = await stored(store, admin, {"kraken:c0": open_state("kraken:c0", order=10)})
+    winner = EpisodeStore(connect_as(Role.DETECTOR), settings.names, settings.streams, EpisodeRules())
+    now = time.time_ns() // 1_000_000
+    close = NotPaying("kraken:c0", CloseReason.BELOW_MIN_ROI, now, order=11)
+    assert len(await winner.apply("kraken", [close], await winner.read("kraken"))) == 1
+
+    with mock.patch.object(store, "_compare_and_set_all", wraps=store._compare_and_set_all) as round_trips:
+        published = await store.apply("kraken", [close], late)  # read before the winner wrote
+
+    assert published == []
+    assert round_trips.call_count == 1  # lost once; from the winner's state the close changes nothing
+    assert [e.event for e in await episodes(admin)] == [EpisodeEvent.CLOSE]
