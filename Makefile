@@ -70,7 +70,9 @@ chaos: bootstrap  ## every fault (Redis kill/SHUTDOWN/3 s/30 s outages, worker k
 bench-bus: bootstrap  ## bus publish/drain throughput as ratios to redis-benchmark and a plain loop
 	$(BIN)/python scripts/bench_bus.py
 
-bench-books: bootstrap  ## L5 snapshots/s per venue on the shared recordings, as a ratio to a dict+sorted book
+# The peer (cryptofeed 2.4.1) gets its own virtualenv, .venv-peer, made by the script on first use and reused;
+# it never enters the project's dependencies. Without it the bench says why in one line and reports the rest.
+bench-books: bootstrap  ## book updates/s per venue on the shared recordings vs a dict+sorted book and cryptofeed 2.4.1
 	$(BIN)/python scripts/bench_books.py
 
 bench-detector: bootstrap  ## detector cost per book update (mean, worst market) vs a full rescan

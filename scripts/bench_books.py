@@ -1,21 +1,51 @@
-"""Book throughput on the shared recordings: L5 snapshots per second of book-update frames, per venue.
+"""Book throughput on the shared recordings: book updates per second, per venue, against two references.
 
-* ours: ``producers.feed.VenueFeed`` (parse, apply, checksum, top-5 with cumulative sizes);
-* baseline, measured in the same run: orjson + a dict per side + ``sorted()`` for the top 5 after every
-  frame, no checksum (what a notebook would do).
+* ours: ``producers.feed.VenueFeed`` (orjson parse, apply, verify every Kraken checksum, top-5 with cumulative
+  sizes as an L5 snapshot);
+* baseline: orjson + a dict per side + ``sorted()`` for the top 5 after every frame, no checksum (what a
+  notebook would do);
+* the peer: cryptofeed 2.4.1's own Coinbase and Kraken feed classes (``scripts/peer/cryptofeed_books.py``), with
+  a no-op L2_BOOK callback, and for Kraken also with ``checksum_validation=True``. Coinbase sends no checksum,
+  so there is only the no-op mode there. cryptofeed lives in its own virtualenv (``.venv-peer``, created here on
+  first use with ``python -m venv`` + ``pip install cryptofeed==2.4.1``, reused after) and runs as a subprocess,
+  so it never enters triarb's dependencies. If it cannot be installed or run, one line says so and the rest
+  of the report stands.
 
-Only update frames are timed (the books are built from the snapshots first, untimed, in every repeat), so
-the figure is the steady-state cost per frame. The ratio to the baseline is what to compare between runs;
-the Coinbase books are ~46k levels deep, so a cost that grew with depth would show there.
-Usage: ``python scripts/bench_books.py [--fixtures DIR] [--repeats R]`` (``make bench-books``).
+What makes the comparison fair: every side reads the same recorded frames, in recorded order, as raw text, and
+times exactly the same frames: the book updates (Coinbase ``l2_data`` update events, Kraken ``book-*`` frames
+without ``as``/``bs``; the peer reports how many it timed and how many callbacks fired, and a mismatch is
+printed). Snapshots and every other frame (heartbeats, trades, tickers, subscription status) go through each
+side untimed, so the books are the ones a live connection would hold; before the peer was added, ours also timed
+those other frames (about 7 % of its Coinbase time). Parsing the text is part of each side's cost: orjson for
+ours and the baseline, cryptofeed's own yapic.json (``Decimal`` floats, ISO dates made datetimes) inside its
+``message_handler``, the entry point its connection handler calls. Depths match: Kraken 1000 (the recorded
+subscription; ours ``depth=1000``, cryptofeed ``max_depth=1000``), Coinbase the whole book on both. The run is
+rounds of one pass per side (ours, baseline, peer), so load drift hits every side alike; each figure is the
+median over the rounds, each ratio the ratio of two medians. Ours and the baseline build their books afresh
+each pass (ours must: Coinbase sequence numbers would repeat); the peer keeps one feed object per mode for the
+whole run and replays the recording through it pass after pass, its snapshot frames rebuilding the books as a
+resubscribe would.
+
+What differs, and how to read it: ours does more per update than a cryptofeed no-op callback (top-5 with
+cumulative sizes, a crossed-book check, every Kraken checksum), so ``ratio_noop`` on Kraken sets our checked
+books against its unchecked ones and ``ratio_checksum`` is the like-for-like figure. cryptofeed 2.4.1 drops
+the whole ask side of a Coinbase Advanced Trade snapshot (it looks for ``"side":"ask"``; the venue sends
+``"offer"``), so its timed updates work on a nearly empty ask book; ``cryptofeed_noop_asks_loaded`` renames the
+side in the untimed snapshot frames only, so the peer runs on full books, and is reported beside it. On a
+shared machine single passes are noisy (Coinbase has 773 timed frames, about 50 ms); run it twice.
+The last line printed is one JSON object with every figure.
+Usage: ``python scripts/bench_books.py [--fixtures DIR] [--repeats R] [--no-peer]`` (``make bench-books``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +53,46 @@ import orjson
 
 from producers.feed import BookChanged, Venue, VenueFeed
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FIXTURES = REPO.parent / "shared" / "fixtures"
 RECORDINGS = {
     Venue.COINBASE: ("coinbase-advanced-2026.ndjson", None),
     Venue.KRAKEN: ("kraken-v1-2021.ndjson", 1000),
 }
+PEER_VENV = REPO / ".venv-peer"
+PEER_PACKAGE, PEER_VERSION = "cryptofeed", "2.4.1"
+PEER_SCRIPT = REPO / "scripts" / "peer" / "cryptofeed_books.py"
+PEER_INSTALL_TIMEOUT_S = 900
+PEER_RUN_TIMEOUT_S = 900
+MODES = {"coinbase": ("noop", "noop_asks_loaded"), "kraken": ("noop", "checksum")}  # the peer's modes per venue
+GOALS = {"coinbase": {"ratio_noop": 2.0}, "kraken": {"ratio_noop": 1.0, "ratio_checksum": 2.0}}
+Frame = tuple[str, str]  # kind ("snapshot", "update" or "other"), raw text
 
 
-def load_frames(path: Path) -> list[str]:
+def frame_kind(venue: Venue, frame: str) -> str:
+    """Which frames are timed: book updates only. The peer harness applies the same rule."""
+    message = orjson.loads(frame)
+    if venue is Venue.COINBASE:
+        if isinstance(message, dict) and message.get("channel") == "l2_data":
+            return "snapshot" if any(event.get("type") == "snapshot" for event in message["events"]) else "update"
+        return "other"
+    if isinstance(message, list) and str(message[-2]).startswith("book"):
+        return "snapshot" if any("as" in payload for payload in message[1:-2]) else "update"
+    return "other"
+
+
+def load_frames(venue: Venue, path: Path) -> list[Frame]:
     with path.open("rb") as lines:
-        return [record["data"] for record in map(orjson.loads, lines) if record["t"] == "recv"]
+        texts = [record["data"] for record in map(orjson.loads, lines) if record["t"] == "recv"]
+    return [(frame_kind(venue, text), text) for text in texts]
 
 
-def is_snapshot(venue: Venue, frame: str) -> bool:
-    return ('"type":"snapshot"' in frame and '"l2_data"' in frame) if venue is Venue.COINBASE else '"as":' in frame
-
-
-def ours(venue: Venue, depth: int | None, frames: list[str]) -> float:
+def ours(venue: Venue, depth: int | None, frames: list[Frame]) -> float:
     feed = VenueFeed(venue, depth=depth)
     elapsed, published = 0.0, 0
     clock = time.perf_counter
-    for frame in frames:
-        if is_snapshot(venue, frame):
+    for kind, frame in frames:
+        if kind != "update":
             feed.on_frame(frame)
             continue
         started = clock()
@@ -75,12 +123,12 @@ def baseline_apply(books: dict[str, tuple[dict[float, float], dict[float, float]
     top5(book_asks, False)
 
 
-def baseline(venue: Venue, frames: list[str]) -> float:
+def baseline(venue: Venue, frames: list[Frame]) -> float:
     books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
     elapsed, published = 0.0, 0
     clock = time.perf_counter
-    for frame in frames:
-        timed = not is_snapshot(venue, frame)
+    for kind, frame in frames:
+        timed = kind == "update"
         started = clock()
         message = orjson.loads(frame)
         if venue is Venue.COINBASE:
@@ -102,24 +150,196 @@ def baseline(venue: Venue, frames: list[str]) -> float:
     return published / elapsed
 
 
-def median_of(repeats: int, run: Callable[..., float], *args: Any) -> float:
-    return statistics.median(run(*args) for _ in range(repeats))
+class PeerUnavailable(Exception):
+    """cryptofeed could not be installed, imported or run; the message says why, in one line."""
+
+
+def last_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR") or "Error" in line]
+    return (errors or lines or ["no output"])[-1][:200]
+
+
+def peer_python() -> Path:
+    """The peer virtualenv's interpreter with cryptofeed==2.4.1 importable; made on first use, reused after."""
+    python = PEER_VENV / "bin" / "python"
+    check = [str(python), "-c", f"import importlib.metadata as m, {PEER_PACKAGE}; print(m.version('{PEER_PACKAGE}'))"]
+    if python.exists():
+        found = subprocess.run(check, capture_output=True, text=True, cwd=REPO)
+        if found.returncode == 0 and found.stdout.strip() == PEER_VERSION:
+            return python
+    print(f"peer: installing {PEER_PACKAGE}=={PEER_VERSION} into {PEER_VENV.name}/ (once; takes a few minutes)",
+          flush=True)
+    steps = {f"python -m venv {PEER_VENV.name}": [sys.executable, "-m", "venv", str(PEER_VENV)],
+             f"pip install {PEER_PACKAGE}=={PEER_VERSION}": [str(python), "-m", "pip", "install", "-q",
+                                                             f"{PEER_PACKAGE}=={PEER_VERSION}"]}
+    for name, step in steps.items():
+        if step[0] == sys.executable and python.exists():
+            continue
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=PEER_INSTALL_TIMEOUT_S, cwd=REPO)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PeerUnavailable(f"`{name}` failed: {exc}") from exc
+        if done.returncode != 0:
+            raise PeerUnavailable(f"`{name}` failed: {last_error_line(done.stderr + done.stdout)}")
+    found = subprocess.run(check, capture_output=True, text=True, cwd=REPO)
+    if found.returncode != 0:
+        raise PeerUnavailable(f"{PEER_PACKAGE} installed but does not import: {last_error_line(found.stderr)}")
+    return python
+
+
+class Peer:
+    """The cryptofeed harness as a paced subprocess: one pass per request, so its passes interleave with ours."""
+
+    def __init__(self, fixtures: Path) -> None:
+        command = [str(peer_python()), str(PEER_SCRIPT), "--fixtures", str(fixtures), "--paced"]
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.stderr, text=True)
+
+    def run_pass(self) -> dict[str, dict[str, float]]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write("pass\n")
+            self.process.stdin.flush()
+        except BrokenPipeError as exc:
+            raise PeerUnavailable(f"the cryptofeed harness failed: {self.error()}") from exc
+        line = self.process.stdout.readline()
+        if not line:
+            raise PeerUnavailable(f"the cryptofeed harness failed: {self.error()}")
+        rates: dict[str, dict[str, float]] = json.loads(line)
+        return rates
+
+    def finish(self) -> dict[str, Any]:
+        """Close the request stream; the harness answers with its summary (medians, counts, final books)."""
+        try:
+            out, _ = self.process.communicate(timeout=PEER_RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            raise PeerUnavailable(f"the cryptofeed harness did not finish within {PEER_RUN_TIMEOUT_S} s") from exc
+        if self.process.returncode != 0 or not out.strip():
+            raise PeerUnavailable(f"the cryptofeed harness failed: {self.error()}")
+        summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return summary
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def error(self) -> str:
+        self.stop()
+        self.stderr.seek(0)
+        return last_error_line(self.stderr.read())
+
+
+def peer_figures(venue: str, peer: dict[str, Any], updates: int, ours_rate: float) -> tuple[dict[str, Any], list[str]]:
+    """The peer's median rates and our median's ratio to each, plus warnings when the peer did not process
+    exactly what we did."""
+    figures: dict[str, Any] = {}
+    warnings = []
+    for mode in MODES[venue]:
+        run = peer[mode]
+        figures[f"cryptofeed_{mode}"] = round(run["rate"])
+        figures[f"ratio_{mode}"] = round(ours_rate / run["rate"], 2)
+        if run["update_frames"] != updates or run["update_callbacks_per_pass"] != [updates]:
+            warnings.append(f"{venue} {mode}: peer timed {run['update_frames']} update frames with "
+                            f"{run['update_callbacks_per_pass']} callbacks per pass, we timed {updates}")
+        if mode == "checksum":
+            figures["cryptofeed_checksum_failures"] = max(run["checksum_failures_per_pass"])
+        if run["untimed_errors"]:
+            warnings.append(f"{venue} {mode}: {run['untimed_errors']} untimed frames raised inside cryptofeed")
+    figures["cryptofeed_ask_levels_at_end"] = sum(levels[3] for levels in peer["noop"]["final_books"].values())
+    return figures, warnings
+
+
+def measure(fixtures: Path, repeats: int, use_peer: bool) -> tuple[dict[str, Any], str | None, list[str]]:
+    """Rounds of one pass per side (ours, baseline, then the peer), so load drift on a shared machine hits every
+    side alike; each figure is the median over the rounds, each ratio the ratio of two medians."""
+    frames = {venue: load_frames(venue, fixtures / name) for venue, (name, _) in RECORDINGS.items()}
+    rates: dict[Venue, dict[str, list[float]]] = {venue: {"ours": [], "baseline": []} for venue in RECORDINGS}
+    peer, peer_note = None, None if use_peer else "peer skipped: --no-peer"
+    if use_peer:
+        try:
+            peer = Peer(fixtures)
+        except PeerUnavailable as exc:
+            peer_note = f"peer skipped: {exc}"
+    for _ in range(repeats):
+        for venue, (_, depth) in RECORDINGS.items():
+            rates[venue]["ours"].append(ours(venue, depth, frames[venue]))
+            rates[venue]["baseline"].append(baseline(venue, frames[venue]))
+        if peer is not None:
+            try:
+                peer.run_pass()
+            except PeerUnavailable as exc:
+                peer, peer_note = None, f"peer skipped: {exc}"
+    report: dict[str, Any] = {"bench": "books", "repeats": repeats, "unit": "book updates per second"}
+    for venue, (name, _) in RECORDINGS.items():
+        mine, base = statistics.median(rates[venue]["ours"]), statistics.median(rates[venue]["baseline"])
+        report[venue.value] = {"recording": name, "update_frames": sum(kind == "update" for kind, _ in frames[venue]),
+                               "ours": round(mine), "baseline": round(base), "ratio_baseline": round(mine / base, 2)}
+    warnings: list[str] = []
+    if peer is not None:
+        try:
+            summary = peer.finish()
+        except PeerUnavailable as exc:
+            peer_note = f"peer skipped: {exc}"
+        else:
+            report["peer"] = {"package": f"{PEER_PACKAGE}=={summary['version']}", "python": summary["python"]}
+            for venue in RECORDINGS:
+                row = report[venue.value]
+                figures, venue_warnings = peer_figures(venue.value, summary[venue.value], row["update_frames"],
+                                                       statistics.median(rates[venue]["ours"]))
+                row.update(figures)
+                warnings += venue_warnings
+    return report, peer_note, warnings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-peer", action="store_true", help="skip cryptofeed (ours and the baseline only)")
     args = parser.parse_args()
     if not args.fixtures.is_dir():
         raise SystemExit(f"recordings not found in {args.fixtures} (expected ../shared/fixtures beside the repo)")
-    print(f"book benchmark: L5 snapshots/s from book-update frames, median of {args.repeats} runs")
-    for venue, (name, depth) in RECORDINGS.items():
-        frames = load_frames(args.fixtures / name)
-        rate = median_of(args.repeats, ours, venue, depth, frames)
-        base = median_of(args.repeats, baseline, venue, frames)
-        print(f"  {venue.value:<9} ours {rate:>10,.0f}/s   dict+sorted baseline {base:>10,.0f}/s   "
-              f"ratio {rate / base:>6.1f}   ({name})")
+    print(f"book benchmark: book updates/s on the recorded update frames, median of {args.repeats} rounds")
+    report, peer_note, warnings = measure(args.fixtures.resolve(), args.repeats, not args.no_peer)
+    print_table(report, peer_note, warnings)
+    report["goals"] = {venue: {name: {"goal": goal, "met": report[venue][name] >= goal if name in report[venue]
+                                      else None} for name, goal in goals.items()} for venue, goals in GOALS.items()}
+    if peer_note:
+        report["peer_skipped"] = peer_note.removeprefix("peer skipped: ")
+    print(json.dumps(report))
+
+
+def print_table(report: dict[str, Any], peer_note: str | None, warnings: list[str]) -> None:
+    header = f"  {'venue':<9}{'ours':>10}{'baseline':>10}{'cf no-op':>10}{'cf cksum':>10}" \
+             f"{'ours/base':>11}{'ours/noop':>11}{'ours/cksum':>12}"
+    print(header)
+    for venue in RECORDINGS:
+        row = report[venue.value]
+
+        def cell(key: str, width: int, ratio: bool = False, row: dict[str, Any] = row) -> str:
+            if key not in row:
+                return f"{'-':>{width}}"
+            return f"{row[key]:>{width}.2f}" if ratio else f"{row[key]:>{width},}"
+
+        print(f"  {venue.value:<9}{cell('ours', 10)}{cell('baseline', 10)}{cell('cryptofeed_noop', 10)}"
+              f"{cell('cryptofeed_checksum', 10)}{cell('ratio_baseline', 11, True)}{cell('ratio_noop', 11, True)}"
+              f"{cell('ratio_checksum', 12, True)}")
+    if peer_note:
+        print(peer_note)
+        return
+    coinbase, kraken = report["coinbase"], report["kraken"]
+    print(f"  coinbase: no checksum on this venue, so cryptofeed runs no-op only; its snapshot handler drops every "
+          f"ask (\"offer\"), {coinbase['cryptofeed_ask_levels_at_end']} ask levels at the end; with the asks "
+          f"loaded it does {coinbase['cryptofeed_noop_asks_loaded']:,}/s (ours/that "
+          f"{coinbase['ratio_noop_asks_loaded']:.2f})")
+    print(f"  kraken: ours verifies every checksum; cryptofeed checksum failures on this recording: "
+          f"{kraken['cryptofeed_checksum_failures']}")
+    for warning in warnings:
+        print(f"  WARNING {warning}")
 
 
 if __name__ == "__main__":
