@@ -65,7 +65,9 @@ class BusSettings(BaseModel):
     """Publisher batching and consumer-group behaviour."""
 
     publish_batch_size: int = Field(512, gt=0, description="flush when this many entries are buffered")
-    publish_linger_ms: float = Field(1.0, ge=0, description="flush at most this long after the first entry")
+    publish_linger_ms: float = Field(
+        1.0, ge=0, description="with a batch in flight, gather entries this long at most (idle: send at once)"
+    )
     publish_high_water: int = Field(8192, gt=0, description="publish() waits for a flush above this many")
     hot_cache_ttl_ms: int = Field(300_000, gt=0, description="expiry of md:book:* keys after the last write")
     read_count: int = Field(256, gt=0, description="XREADGROUP COUNT")

@@ -170,10 +170,10 @@ class Publisher:
 
     A full batch is sent from ``publish()`` itself (a buffered socket write, no waiting for the reply), so
     Redis executes batch k while the caller encodes batch k+1; a receiver task reads the replies in order.
-    A partial batch goes after ``publish_linger_ms``. ``publish()`` awaits only when more than
-    ``publish_high_water`` entries are unwritten (backpressure), and while Redis is away not even then for
-    snapshots, trades and health records (the overflow in the module docstring). ``async with`` starts it
-    and, on exit, flushes everything.
+    A partial batch goes at once when no batch is in flight, else when the reply is in (``publish_linger_ms``
+    at most). ``publish()`` awaits only when more than ``publish_high_water`` entries are unwritten
+    (backpressure), and while Redis is away not even then for snapshots, trades and health records (the
+    overflow in the module docstring). ``async with`` starts it and, on exit, flushes everything.
     """
 
     def __init__(self, redis: Redis, names: StreamNames, limits: StreamLimits, bus: BusSettings, *,
@@ -429,11 +429,14 @@ class Publisher:
             self._broken = True
 
     async def _send_lingering(self) -> None:
-        """Sends partial batches once they have waited ``publish_linger_ms``, and (re)connects."""
+        """Sends partial batches, and (re)connects. An entry that finds the wire idle goes at once (a lone
+        snapshot must not wait: detection latency starts at ingest); entries published while a batch is in
+        flight gather until its reply is in (at most ``publish_linger_ms``, or a full batch), so batches grow
+        with the rate by themselves."""
         linger_s = self._bus.publish_linger_ms / 1000
         while True:
             await self._pending.wait()
-            if linger_s and not self._full.is_set():
+            if linger_s and not self._full.is_set() and self._in_flight:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(linger_s):
                         await self._full.wait()
@@ -475,6 +478,8 @@ class Publisher:
                 await self._connection_lost(exc)
                 continue
             batch, sent_at = self._in_flight.popleft()
+            if not self._in_flight and self.buffered:
+                self._full.set()  # the wire is idle: what gathered meanwhile goes now, not after the linger
             self._failures = 0
             self.link.ok()
             self._record(batch, time.perf_counter() - sent_at)

@@ -26,13 +26,13 @@ from common import metrics
 from common.bus import Delivery, GroupConsumer, Publisher
 from common.config import DetectorSettings, Settings
 from common.redis_link import RedisLink, is_transient
+from consumers.detector.book_cache import DecodedBooks
 from consumers.detector.engine import SKIP_REASONS, DetectorRules, TriangleDetector
 from consumers.detector.episode_store import EpisodeStore, States
 from consumers.detector.episodes import EpisodeRules, observe_batch
 from consumers.detector.graph import Market, Triangle, enumerate_triangles
-from schemas import CodecError, Episode, Opportunity, Snapshot, Subject, SymbolControl, sim_id_for
-from schemas.checks import snapshot_problem
-from schemas.codec import BookRef, decode_as, decode_book_ref
+from schemas import Episode, Opportunity, Snapshot, Subject, SymbolControl, sim_id_for
+from schemas.codec import BookRef, decode_book_ref
 from schemas.control import MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
 from schemas.streams import StreamNames
 
@@ -73,6 +73,7 @@ class DetectorService:
             metrics.DETECTOR_SKIPS.labels(reason=reason)
         self.episodes = EpisodeStore(redis, settings.names, settings.streams, episode_rules(settings.detector))
         self.link = RedisLink("detector-episodes")
+        self.decoded = DecodedBooks()
         self.published = 0
 
     async def announce_symbols(self) -> None:
@@ -106,7 +107,8 @@ class DetectorService:
             if book.exchange in self.detectors:
                 updated[book.exchange].add(book.symbol)
         affected = {venue: self.detectors[venue].affected(symbols) for venue, symbols in updated.items()}
-        books, states = await fetch_books_and_episodes(self._redis, self._settings.names, affected, self.episodes)
+        books, states = await fetch_books_and_episodes(self._redis, self._settings.names, affected, self.episodes,
+                                                       self.decoded)
         now_ms = self._clock_ms()
         found: list[Opportunity] = []
         for venue, symbols in updated.items():
@@ -170,8 +172,10 @@ async def fetch_books(
 
 async def fetch_books_and_episodes(
     redis: Redis, names: StreamNames, affected: Mapping[str, Sequence[Triangle]], episodes: EpisodeStore | None,
+    decoded: DecodedBooks | None = None,
 ) -> tuple[dict[str, dict[str, Snapshot]], dict[str, States]]:
-    """:func:`fetch_books`, and with ``episodes`` each venue's episode states, in the same round trip."""
+    """:func:`fetch_books`, and with ``episodes`` each venue's episode states, in the same round trip;
+    ``decoded`` (a worker's) spares decoding the legs that have not changed since it last read them."""
     keys = sorted({(venue, symbol) for venue, ts in affected.items() for t in ts for symbol in t.symbols})
     books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in affected}
     states: dict[str, States] = {venue: {} for venue in affected}
@@ -188,22 +192,17 @@ async def fetch_books_and_episodes(
     for venue, reply in zip(venues, replies[len(keys):], strict=True):
         assert episodes is not None
         states[venue] = episodes.parse(venue, reply)
+    decoded = decoded if decoded is not None else DecodedBooks()
     for (venue, symbol), fields in zip(keys, replies[:len(keys)], strict=True):
         if not fields:
             continue
-        try:
-            book = decode_as(Snapshot, fields)
-        except CodecError as exc:
-            problem: str | None = exc.reason
-        else:
-            problem = snapshot_problem(book) if (book.exchange, book.symbol) == (venue, symbol) \
-                else f"holds {book.exchange}:{book.symbol}"
-        if problem is None:
+        book = decoded.trusted(venue, symbol, fields)
+        if isinstance(book, Snapshot):
             books[venue][symbol] = book
         else:
             metrics.DETECTOR_UNTRUSTED_BOOKS.labels(venue=venue).inc()
             log.warning("untrusted hot-cache book left out", extra={"venue": venue, "symbol": symbol,
-                                                                     "reason": problem})
+                                                                     "reason": book})
     return books, states
 
 

@@ -12,7 +12,7 @@ from common.config import Role, Settings
 from schemas import Subject
 from tests import samples
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("admin_sync")]  # each test on an empty database
 
 
 async def publish(redis: Redis, settings: Settings, *models: object) -> None:

@@ -106,6 +106,17 @@ async def test_small_batches_flush_after_the_linger_without_an_explicit_flush(
     assert len(reply[0][1]) == 1
 
 
+async def test_an_entry_that_finds_the_wire_idle_is_sent_at_once_not_after_the_linger(
+    producer: Redis, admin: Redis, settings: Settings
+) -> None:
+    slow_linger = settings.bus.model_copy(update={"publish_linger_ms": 60_000})
+    async with Publisher(producer, settings.names, settings.streams, slow_linger) as publisher:
+        for trade_id in ("first", "second", "third"):  # the 2nd and 3rd wait only for the reply before them
+            await publisher.publish(samples.trade(trade_id=trade_id))
+            reply = await admin.xread({"md.trade": "0"}, block=5_000, count=10)
+            assert reply and reply[0][1][-1][1][b"trade_id"] == trade_id.encode()
+
+
 async def test_publishing_survives_the_script_cache_being_flushed(publisher: Publisher, admin: Redis) -> None:
     await admin.script_flush()
     await publisher.publish(samples.trade())
