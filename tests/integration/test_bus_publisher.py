@@ -41,9 +41,9 @@ async def test_a_thousand_snapshots_take_two_round_trips_not_a_thousand(
         await publisher.publish(samples.snapshot(book_seq=seq))
     await publisher.flush()
 
-    # batch size 512 -> 512 + 488 entries; each batch is one EVAL of the publish script
+    # batch size 512 -> 512 + 488 entries; each batch is one MULTI/EXEC
     assert publisher.flushes == 2
-    assert await command_calls(admin, "eval") == 2
+    assert await command_calls(admin, "exec") == 2
     assert await command_calls(admin, "xadd") == 1000
     assert await admin.xlen("md.snapshot") == 1000
 
@@ -147,6 +147,32 @@ async def test_redis_refusing_a_batch_raises_publish_error_with_the_reason(
     with pytest.raises(PublishError):
         await pub.close()
     assert await admin.exists(settings.names.stream(Subject.OPPORTUNITY)) == 0
+
+
+async def test_a_command_failing_inside_the_transaction_stops_the_publisher_with_the_reason(
+    producer: Redis, admin: Redis, settings: Settings
+) -> None:
+    await admin.set("md.trade", "not a stream")  # XADD is queued fine and fails only when EXEC runs it
+    pub = Publisher(producer, settings.names, settings.streams, settings.bus)
+    pub.start()
+    await pub.publish(samples.trade())
+    with pytest.raises(PublishError, match="WRONGTYPE"):
+        await pub.flush()
+    with pytest.raises(PublishError):
+        await pub.close()
+
+
+async def test_only_a_batch_with_an_entry_written_once_per_id_runs_the_script(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    await admin.config_resetstat()
+    async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
+        await pub.publish(samples.snapshot())
+        await pub.publish(samples.trade())
+    async with Publisher(connect_as(Role.DETECTOR), settings.names, settings.streams, settings.bus) as pub:
+        await pub.publish(samples.opportunity())
+
+    assert (await command_calls(admin, "exec"), await command_calls(admin, "eval")) == (1, 1)
 
 
 async def test_pipelined_batches_keep_publish_order(producer: Redis, admin: Redis, settings: Settings) -> None:

@@ -60,9 +60,9 @@ class WireRecorder(Publisher):
         super().__init__(*args)
         self.sent: list[BufferedEntry] = []
 
-    def script_command(self, batch: list[BufferedEntry]) -> bytes:
+    def batch_command(self, batch: list[BufferedEntry]) -> tuple[bytes, int]:
         self.sent.extend(batch)
-        return super().script_command(batch)
+        return super().batch_command(batch)
 
 
 @pytest.fixture
