@@ -1,5 +1,5 @@
 """Snapshots on the producers' hot path: built without validating our own output again, and encoded straight
-into the RESP bulk strings the publish script receives.
+into the RESP bulk strings of the publisher's batch (an XADD's and a hot-cache HSET's fields).
 
 A producer publishes one snapshot per book change. ``Snapshot(...)`` would check every level again (~6 µs),
 and :func:`schemas.codec.encode_fields` plus ``hiredis.pack_command`` would encode it field by field (~10 µs),
