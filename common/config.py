@@ -119,6 +119,9 @@ class DetectorSettings(BaseModel):
         0.1, ge=0, description="episodes: an update needs ROI or best profit to move by this fraction (ROI by 1 bp at "
                                "least)")
     workers: int = Field(1, ge=1, le=64, description="detector workers per process (consumer group members)")
+    read_count: int = Field(
+        1024, gt=0, description="XREADGROUP COUNT of a detector worker (bus.read_count is the others'): one that "
+                                "fell behind catches up in fewer round trips, a batch being conflated per market")
 
 
 def merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

@@ -94,8 +94,9 @@ class DetectorService:
 
     def consumer(self, name: str | None = None, start_id: str = "$") -> GroupConsumer:
         """A worker; a new group starts at ``$`` (old snapshots are stale for detection) unless told otherwise."""
+        bus = self._settings.bus.model_copy(update={"read_count": self._settings.detector.read_count})
         return GroupConsumer(
-            self._redis, self._settings.names, self._settings.bus, group=GROUP, subjects=[Subject.SNAPSHOT],
+            self._redis, self._settings.names, bus, group=GROUP, subjects=[Subject.SNAPSHOT],
             handler=self.handle, name=name, start_id=start_id, decoder=lambda _, fields: decode_book_ref(fields),
         )
 

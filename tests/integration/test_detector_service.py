@@ -54,8 +54,8 @@ async def test_one_and_three_workers_report_the_same_opportunities(
     connect_as: Callable[..., Redis], admin: Redis, settings: Settings
 ) -> None:
     settings = settings.model_copy(update={
-        "detector": settings.detector.model_copy(update={"leg_latency_ms": 0}),
-        "bus": settings.bus.model_copy(update={"read_count": 3}),  # small batches: the workers share the stream
+        # small batches: the workers share the stream
+        "detector": settings.detector.model_copy(update={"leg_latency_ms": 0, "read_count": 3}),
     })
     await publish_session(connect_as(Role.PRODUCER), settings)
     single = await detect(connect_as, settings, workers=1)

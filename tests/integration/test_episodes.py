@@ -73,8 +73,8 @@ class Stack:
 @pytest.fixture
 async def stack(connect_as: Callable[..., Redis], admin: Redis, settings: Settings) -> AsyncIterator[Stack]:
     settings = settings.model_copy(update={
-        "detector": settings.detector.model_copy(update={"leg_latency_ms": 0, "episode_update_ms": 0}),
-        "bus": settings.bus.model_copy(update={"read_count": 1}),  # one entry per read: the workers interleave
+        # one entry per read: the workers interleave
+        "detector": settings.detector.model_copy(update={"leg_latency_ms": 0, "episode_update_ms": 0, "read_count": 1}),
     })
     running = Stack(connect_as, settings)
     yield running
