@@ -231,7 +231,8 @@ class ChaosStack:
     def archived_ids(self) -> list[str]:
         ids: list[str] = []
         for path in sorted((self.archive / SNAPSHOTS).glob("*.ndjson")):
-            for line in path.read_bytes().splitlines():
+            complete, _, _being_written = path.read_bytes().rpartition(b"\n")  # the writer may be mid-line
+            for line in complete.splitlines():
                 if line.strip():
                     ids.append(orjson.loads(line)["_id"])
         return ids
