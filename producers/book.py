@@ -1,31 +1,50 @@
-"""An L2 order book for one (venue, symbol): absolute level updates, top-N in O(N log depth).
+"""An L2 order book for one (venue, symbol): absolute level updates; the published top N, the checksum and
+the crossing check kept current after every change.
 
 Levels are keyed by float price: every venue price has at most 15 significant digits, so equal decimal
 values (``"0.1"``, ``"0.10"``) parse to the same float and sort exactly. Each level also keeps the venue's
-price and size text, which Kraken checksums are computed over. Sides are ``SortedDict``s (bids keyed by
-negated price), so the best levels are at the front and reading the top never scans the book: the
-Coinbase BTC-USD book holds ~46k levels.
+price and size text, which Kraken checksums are computed over.
+
+Venues change the levels near the top far more often than the rest, and only the top is published and
+checksummed, so each side is split in two. The *head* holds the best 16 to 64 levels as parallel lists
+sorted by key: reading the top N or the checksum text is a slice, and finding a level is a bisect over a
+few dozen floats (float dict keys are hashed again on every lookup). The *tail* holds the rest in a dict,
+with its keys sorted in blocks (the Coinbase BTC-USD book holds ~46k levels, and one sorted list would
+move every key behind an insert). Keys ascend with the best level last on both sides (bids keyed by price,
+asks by negated price), so moving levels between head and tail only touches list ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
-from sortedcontainers import SortedDict
+import zlib
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate
+from math import inf
 
 from producers.venues.events import TextLevel
 from schemas.checks import MAX_PRICE, MAX_SIZE
 from schemas.market import Level
 
-TOP_CACHE_LEVELS = 10
-"""Levels per side whose published form and checksum text are cached (Kraken checksums the top 10)."""
+ChecksumToken = Callable[[str, str], str]
+"""Turns a level's (price, size) text into its part of the venue's checksum string (Kraken)."""
+
+HEAD_MIN, HEAD_TARGET, HEAD_MAX = 16, 32, 64
+"""Head size bounds (levels): refilled to the target below the minimum, spilled to it above the maximum.
+The minimum covers the published top 5 and Kraken's checksummed top 10."""
+BLOCK_MAX = 256
+"""Most keys in one tail block: an insert or delete moves at most this many (2 KiB)."""
+
+TailEntry = tuple[float, float, TextLevel, str]
+"""A tail level: price, size, wire text, checksum token ("" without a token function)."""
 
 
 class BookIntegrityError(ValueError):
     """A level that cannot be a price or size (not a positive price / non-negative size within bounds)."""
 
 
-def _parse(level: TextLevel) -> tuple[float, float]:
+def parse_level(level: TextLevel) -> tuple[float, float]:
+    """``(price, size)`` as floats, or :class:`BookIntegrityError` when they cannot be a price and a size."""
     try:
         price, size = float(level[0]), float(level[1])
     except (TypeError, ValueError) as exc:
@@ -35,136 +54,420 @@ def _parse(level: TextLevel) -> tuple[float, float]:
     return price, size
 
 
-ChecksumToken = Callable[[str, str], str]
-"""Turns a level's (price, size) text into its part of the venue's checksum string (Kraken)."""
+class SortedKeys:
+    """Distinct floats in ascending order, in blocks of at most ``BLOCK_MAX``; ``maxes[b]`` is the highest
+    key of ``blocks[b]``, so a bisect over ``maxes`` finds a key's block."""
+
+    __slots__ = ("blocks", "maxes")
+
+    def __init__(self) -> None:
+        self.blocks: list[list[float]] = []
+        self.maxes: list[float] = []
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self.maxes.clear()
+
+    def add(self, key: float) -> None:
+        """Insert a key that is not held."""
+        blocks, maxes = self.blocks, self.maxes
+        b = bisect_left(maxes, key)
+        if b == len(maxes):
+            if not maxes:
+                blocks.append([key])
+                maxes.append(key)
+                return
+            b -= 1
+        block = blocks[b]
+        insort(block, key)
+        maxes[b] = block[-1]
+        if len(block) > BLOCK_MAX:
+            upper = block[BLOCK_MAX // 2:]
+            del block[BLOCK_MAX // 2:]
+            blocks.insert(b + 1, upper)
+            maxes[b] = block[-1]
+            maxes.insert(b + 1, upper[-1])
+
+    def remove(self, key: float) -> None:
+        """Remove a key that is held."""
+        blocks, maxes = self.blocks, self.maxes
+        b = bisect_left(maxes, key)
+        block = blocks[b]
+        del block[bisect_left(block, key)]
+        if block:
+            maxes[b] = block[-1]
+        else:
+            del blocks[b], maxes[b]
+
+    def extend(self, keys: list[float]) -> None:
+        """Append ascending keys that are all above every key held."""
+        blocks, maxes = self.blocks, self.maxes
+        start = 0
+        if blocks and keys:
+            start = BLOCK_MAX - len(blocks[-1])  # fill the last block first
+            blocks[-1].extend(keys[:start])
+            maxes[-1] = blocks[-1][-1]
+        for first in range(start, len(keys), BLOCK_MAX):
+            block = keys[first:first + BLOCK_MAX]
+            blocks.append(block)
+            maxes.append(block[-1])
+
+    def highest(self, count: int) -> list[float]:
+        """The ``count`` highest keys, highest first."""
+        out: list[float] = []
+        for block in reversed(self.blocks):
+            if len(out) >= count:
+                break
+            out.extend(block[:len(out) - count - 1:-1])
+        return out
+
+    def pop_highest(self, count: int) -> list[float]:
+        """Remove the ``count`` highest keys; returns them ascending."""
+        out = self.highest(count)[::-1]
+        self._drop(count, from_top=True)
+        return out
+
+    def pop_lowest(self, count: int) -> list[float]:
+        """Remove the ``count`` lowest keys; returns them ascending."""
+        out: list[float] = []
+        for block in self.blocks:
+            if len(out) >= count:
+                break
+            out.extend(block[:count - len(out)])
+        self._drop(count, from_top=False)
+        return out
+
+    def _drop(self, count: int, *, from_top: bool) -> None:
+        blocks, maxes = self.blocks, self.maxes
+        while count > 0 and blocks:
+            block = blocks[-1] if from_top else blocks[0]
+            taken = min(count, len(block))
+            count -= taken
+            if taken == len(block):
+                del blocks[-1 if from_top else 0], maxes[-1 if from_top else 0]
+            elif from_top:
+                del block[-taken:]
+                maxes[-1] = block[-1]
+            else:
+                del block[:taken]
 
 
 class BookSide:
-    """One side; ``descending`` for bids so that index 0 is always the best level.
+    """One side. ``descending`` for bids (best = highest price), ascending for asks.
 
-    Most updates touch levels far from the top, so the best ``TOP_CACHE_LEVELS`` are cached (as published
-    levels and as checksum text) and recomputed only after a change at or above the cached boundary.
+    A feed reads the same two views after every message, so the side keeps them current rather than
+    computing them on request: ``top_levels``, its best ``top_n`` levels as (price, size, cumulative size),
+    and ``checksum_text``, the tokens of its best ``checksum_levels`` levels (when a token function is set).
+    Each view is rebuilt only after a change at or in front of its *edge*, the key of its last level when it
+    was built: a change strictly behind the edge leaves the view and the edge itself unchanged. With fewer
+    levels than the view holds the edge is ``-inf`` (every change counts); a disabled view's edge is ``inf``.
     """
 
-    __slots__ = ("_levels", "_sign", "token", "_boundary", "_top_cache", "_checksum_cache")
+    __slots__ = ("_negate", "token", "top_n", "checksum_levels", "checksum_first", "top_levels", "checksum_text",
+                 "checksum_crc", "_hk", "_hp", "_hs", "_ht", "_hc", "_tk", "_tail", "_top_edge", "_sum_edge")
 
-    def __init__(self, descending: bool, token: ChecksumToken | None = None) -> None:
-        self._sign = -1.0 if descending else 1.0
-        self.token = token
-        self._levels: SortedDict = SortedDict()  # sign*price -> (size, price_text, size_text, checksum token)
-        self._invalidate()
+    def __init__(self, descending: bool, *, top_n: int = 0, checksum_levels: int = 0,
+                 checksum_first: bool = False) -> None:
+        self._negate = not descending  # key = price for bids, -price for asks: the best has the largest key
+        self.token: ChecksumToken | None = None
+        self.top_n = top_n
+        self.checksum_levels = checksum_levels
+        self.checksum_first = checksum_first  # this side's text starts the book's checksum: keep its CRC
+        self.top_levels: list[Level] = []
+        self.checksum_text = b""
+        self.checksum_crc = 0  # zlib.crc32(checksum_text) when checksum_first: the book's CRC continues from it
+        # head: parallel lists ascending by key (best last): key, price, size, wire text, checksum token
+        self._hk: list[float] = []
+        self._hp: list[float] = []
+        self._hs: list[float] = []
+        self._ht: list[TextLevel] = []
+        self._hc: list[str] = []  # kept only while ``token`` is set
+        # tail: every key below the head's lowest, sorted, and each level by key
+        self._tk = SortedKeys()
+        self._tail: dict[float, TailEntry] = {}
+        self._top_edge = self._sum_edge = -inf
+        self._refresh_views()
 
     def __len__(self) -> int:
-        return len(self._levels)
-
-    def _invalidate(self) -> None:
-        self._boundary: float | None = None  # key of the last cached level; None = nothing cached
-        self._top_cache: dict[int, list[Level]] = {}
-        self._checksum_cache: dict[int, str] = {}
+        return len(self._hk) + len(self._tail)
 
     def clear(self) -> None:
-        self._levels.clear()
-        self._invalidate()
+        for part in (self._hk, self._hp, self._hs, self._ht, self._hc):
+            part.clear()
+        self._tk.clear()
+        self._tail.clear()
+        self._refresh_views()
 
-    def apply(self, level: TextLevel) -> None:
-        """Set the absolute size at a price; size zero removes the level."""
-        price, size = _parse(level)
-        key = self._sign * price
-        if self._boundary is None or key <= self._boundary:
-            self._invalidate()  # the change is within (or the side is thinner than) the cached top
-        if size == 0.0:
-            self._levels.pop(key, None)
-        else:
-            token = self.token(level[0], level[1]) if self.token is not None else ""
-            self._levels[key] = (size, level[0], level[1], token)
+    def replace(self, levels: Iterable[TextLevel], token: ChecksumToken | None) -> None:
+        """Become exactly ``levels`` (a snapshot; applied in order, size zero removes), sorted once."""
+        self.clear()
+        self.token = token
+        entries: dict[float, TailEntry] = {}
+        negate = self._negate
+        try:
+            for level in levels:
+                price, size = parse_level(level)
+                key = -price if negate else price
+                if size:
+                    entries[key] = (price, size, level, token(level[0], level[1]) if token is not None else "")
+                else:
+                    entries.pop(key, None)
+        finally:  # a bad level leaves the levels before it, as an update would
+            keys = sorted(entries)
+            split = max(0, len(keys) - HEAD_TARGET)
+            self._tk.extend(keys[:split])
+            self._tail.update((key, entries[key]) for key in keys[:split])
+            self._push_head(keys[split:], [entries[key] for key in keys[split:]])
+            self._refresh_views()
+
+    def _push_head(self, keys: list[float], entries: list[TailEntry]) -> None:
+        """Put ``keys`` (ascending, all below the head) in front of the head."""
+        self._hk[:0] = keys
+        self._hp[:0] = [entry[0] for entry in entries]
+        self._hs[:0] = [entry[1] for entry in entries]
+        self._ht[:0] = [entry[2] for entry in entries]
+        if self.token is not None:
+            self._hc[:0] = [entry[3] for entry in entries]
+
+    def _refill(self) -> None:
+        """Move the best tail levels up until the head holds ``HEAD_TARGET`` (or the tail is empty)."""
+        tail = self._tail
+        keys = self._tk.pop_highest(min(len(tail), HEAD_TARGET - len(self._hk)))
+        self._push_head(keys, [tail.pop(key) for key in keys])
+
+    def _spill(self) -> None:
+        """Move the head's lowest levels down to the tail until it holds ``HEAD_TARGET``."""
+        count = len(self._hk) - HEAD_TARGET
+        hk, hp, hs, ht, hc = self._hk, self._hp, self._hs, self._ht, self._hc
+        tokens = hc[:count] if self.token is not None else [""] * count
+        self._tk.extend(hk[:count])  # all above the tail's keys
+        self._tail.update(zip(hk[:count], zip(hp[:count], hs[:count], ht[:count], tokens, strict=True), strict=True))
+        del hk[:count], hp[:count], hs[:count], ht[:count], hc[:count]
+
+    def update(self, levels: Iterable[TextLevel]) -> None:
+        """Set the absolute size at each price, in order; size zero removes the level.
+
+        Levels before a bad one stay applied (the caller discards the whole book on BookIntegrityError).
+        """
+        hk = self._hk  # one name per line: a tuple assignment of four or more builds a tuple
+        tail_maxes = self._tk.maxes
+        token = self.token
+        negate = self._negate
+        top_edge, sum_edge = self._top_edge, self._sum_edge
+        new_top = new_sum = False
+        try:
+            for level in levels:
+                try:
+                    price_text, size_text = level
+                    price, size = float(price_text), float(size_text)
+                except (TypeError, ValueError) as exc:
+                    raise BookIntegrityError(f"level {level!r} is not numeric") from exc
+                if not (price > 0.0 and size >= 0.0 and price <= MAX_PRICE and size <= MAX_SIZE):  # NaN fails too
+                    parse_level(level)  # raises with the message
+                key = -price if negate else price
+                if key >= top_edge:
+                    new_top = True
+                if key >= sum_edge:
+                    new_sum = True
+                if tail_maxes and key <= tail_maxes[-1]:  # a tail level
+                    tail = self._tail
+                    if size:
+                        count = len(tail)
+                        tail[key] = (price, size, level, token(price_text, size_text) if token is not None else "")
+                        if len(tail) != count:
+                            self._tk.add(key)
+                    elif tail.pop(key, None) is not None:
+                        self._tk.remove(key)
+                    continue
+                i = bisect_left(hk, key)
+                if i < len(hk) and hk[i] == key:
+                    if size:
+                        if token is not None:
+                            self._hc[i] = token(price_text, size_text)
+                        self._hs[i] = size
+                        self._ht[i] = level
+                    else:
+                        del hk[i], self._hp[i], self._hs[i], self._ht[i]
+                        if token is not None:
+                            del self._hc[i]
+                        if len(hk) < HEAD_MIN and self._tail:
+                            self._refill()
+                elif size:
+                    if token is not None:
+                        self._hc.insert(i, token(price_text, size_text))
+                    hk.insert(i, key)
+                    self._hp.insert(i, price)
+                    self._hs.insert(i, size)
+                    self._ht.insert(i, level)
+                    if len(hk) > HEAD_MAX:
+                        self._spill()
+        finally:
+            if new_top or new_sum:
+                self._refresh_views(new_top, new_sum)
 
     def truncate(self, depth: int) -> None:
         """Drop levels beyond ``depth`` (Kraken sends no deletes for levels pushed out of the window)."""
-        if depth <= TOP_CACHE_LEVELS:
-            self._invalidate()
-        while len(self._levels) > depth:
-            self._levels.popitem()
+        excess = len(self._hk) + len(self._tail) - depth
+        if excess <= 0:
+            return
+        tail = self._tail
+        dropped = self._tk.pop_lowest(min(excess, len(tail)))
+        for key in dropped:
+            del tail[key]
+        highest_dropped = dropped[-1] if dropped else -inf
+        from_head = excess - len(dropped)
+        if from_head:
+            highest_dropped = self._hk[from_head - 1]
+            del self._hk[:from_head], self._hp[:from_head], self._hs[:from_head], self._ht[:from_head]
+            del self._hc[:from_head]
+        if highest_dropped >= min(self._top_edge, self._sum_edge):  # only when ``depth`` is shallower than a view
+            self._refresh_views(highest_dropped >= self._top_edge, highest_dropped >= self._sum_edge)
 
-    def _cacheable(self, n: int) -> bool:
-        """Whether the top ``n`` can be cached: only when the side is deeper than the cache window, so a
-        change beyond the boundary provably leaves the top unchanged."""
-        if n > TOP_CACHE_LEVELS or len(self._levels) <= TOP_CACHE_LEVELS:
-            return False
-        if self._boundary is None:
-            self._boundary = self._levels.keys()[TOP_CACHE_LEVELS - 1]
-        return True
+    def _refresh_views(self, top: bool = True, checksum: bool = True) -> None:
+        """Rebuild ``top_levels`` and/or ``checksum_text`` (with their edges) from the levels held."""
+        if top:
+            n, hp, hs = self.top_n, self._hp, self._hs
+            if n == 5 and len(hp) >= 5:  # the default published depth, written out: a third faster than the loop
+                p4, p3, p2, p1, p0 = hp[-5:]
+                s4, s3, s2, s1, s0 = hs[-5:]
+                c1 = s0 + s1  # the loop's sums in its order (its first, 0.0 + s0, is s0: sizes are positive)
+                c2 = c1 + s2
+                c3 = c2 + s3
+                self.top_levels = [(p0, s0, s0), (p1, s1, c1), (p2, s2, c2), (p3, s3, c3), (p4, s4, c3 + s4)]
+                self._top_edge = self._hk[-5]
+            elif 0 < n <= len(hp):  # by index: zip/accumulate over slices is slower for a few levels
+                levels: list[Level] = []
+                cumulative = 0.0
+                for i in range(len(hp) - 1, len(hp) - 1 - n, -1):
+                    size = hs[i]
+                    cumulative += size
+                    levels.append((hp[i], size, cumulative))
+                self.top_levels, self._top_edge = levels, self._hk[-n]
+            else:
+                self.top_levels, self._top_edge = self._levels(n), self._edge(n) if n > 0 else inf
+        if checksum:
+            n = self.checksum_levels
+            if self.token is None or n <= 0:
+                text, self._sum_edge = b"", inf
+            elif n <= len(self._hc):  # the usual case
+                text, self._sum_edge = "".join(self._hc[:-n - 1:-1]).encode(), self._hk[-n]
+            else:
+                text, self._sum_edge = "".join(self._best(n)[3]).encode(), self._edge(n)
+            self.checksum_text = text
+            if self.checksum_first:
+                self.checksum_crc = zlib.crc32(text)
+
+    def _edge(self, n: int) -> float:
+        """The key of the ``n``-th best level; -inf when there are fewer."""
+        hk = self._hk
+        if 0 < n <= len(hk):
+            return hk[-n]
+        deeper = n - len(hk)
+        return self._tk.highest(deeper)[-1] if 0 < deeper <= len(self._tail) else -inf
+
+    def _best(self, n: int) -> tuple[list[float], list[float], list[TextLevel], list[str]]:
+        """Prices, sizes, wire texts and tokens of the best ``n`` levels, best first (any ``n``)."""
+        if n <= 0:
+            return [], [], [], []
+        hk, hc = self._hk, self._hc
+        tokens = hc[:-n - 1:-1] if self.token is not None else [""] * min(n, len(hk))
+        prices, sizes, texts = self._hp[:-n - 1:-1], self._hs[:-n - 1:-1], self._ht[:-n - 1:-1]
+        if n > len(hk) and self._tail:  # the head is too short: rare
+            deeper = [self._tail[key] for key in self._tk.highest(n - len(hk))]
+            prices += [entry[0] for entry in deeper]
+            sizes += [entry[1] for entry in deeper]
+            texts += [entry[2] for entry in deeper]
+            tokens += [entry[3] for entry in deeper]
+        return prices, sizes, texts, tokens
+
+    def _levels(self, n: int) -> list[Level]:
+        prices, sizes, _, _ = self._best(n)
+        return list(zip(prices, sizes, accumulate(sizes), strict=True))
 
     def top(self, n: int) -> list[Level]:
-        """The best ``n`` levels as ``(price, size, cumulative size)``."""
-        cacheable = self._cacheable(n)
-        if cacheable and n in self._top_cache:
-            return self._top_cache[n]
-        out: list[Level] = []
-        cumulative = 0.0
-        sign, levels = self._sign, self._levels
-        for key in levels.islice(stop=n):  # sorted keys; values by plain dict lookup
-            size = levels[key][0]
-            cumulative += size
-            out.append((sign * key, size, cumulative))
-        if cacheable:
-            self._top_cache[n] = out
-        return out
+        """The best ``n`` levels as ``(price, size, cumulative size)``, best first."""
+        return self.top_levels if n == self.top_n else self._levels(n)
 
     def top_text(self, n: int) -> list[TextLevel]:
         """The best ``n`` levels as the venue's own (price, size) text, for checksums."""
-        levels = self._levels
-        return [levels[key][1:3] for key in levels.islice(stop=n)]
+        return self._best(n)[2]
 
-    def checksum_part(self, n: int) -> str:
-        """The checksum tokens of the best ``n`` levels, computed once per level when it was set."""
-        cacheable = self._cacheable(n)
-        if cacheable and n in self._checksum_cache:
-            return self._checksum_cache[n]
-        levels = self._levels
-        part = "".join([levels[key][3] for key in levels.islice(stop=n)])
-        if cacheable:
-            self._checksum_cache[n] = part
-        return part
+    def checksum_part(self, n: int) -> bytes:
+        """The checksum tokens of the best ``n`` levels, concatenated (ASCII); empty without ``token``."""
+        if n == self.checksum_levels:
+            return self.checksum_text
+        return "".join(self._best(n)[3]).encode() if self.token is not None else b""
 
     def best_price(self) -> float | None:
-        if not self._levels:
-            return None
-        return float(self._sign * self._levels.peekitem(0)[0])
+        hp = self._hp
+        return hp[-1] if hp else None  # the head is empty only when the side is
 
 
 class OrderBook:
-    """Book of one symbol. ``depth`` (Kraken) truncates each side after every message; None keeps all."""
+    """Book of one symbol. ``depth`` (Kraken) truncates each side after every message; None keeps all.
 
-    __slots__ = ("symbol", "depth", "bids", "asks")
+    After every change the book holds what a feed publishes and verifies: each side's ``top_levels`` (its
+    best ``top_n``) and, with ``checksum_levels``, ``checksum``: the CRC-32 (zlib) of the asks' checksum
+    text followed by the bids' (Kraken's order; no other venue checksums books), or None when the last
+    snapshot came without a token function (the book cannot be verified). A side's part of the CRC is
+    recomputed only when its text changed.
+    """
 
-    def __init__(self, symbol: str, depth: int | None = None) -> None:
+    __slots__ = ("symbol", "depth", "bids", "asks", "checksum", "_verifiable")
+
+    def __init__(self, symbol: str, depth: int | None = None, *, top_n: int = 0, checksum_levels: int = 0) -> None:
         self.symbol = symbol
         self.depth = depth
-        self.bids = BookSide(descending=True)
-        self.asks = BookSide(descending=False)
+        self.bids = BookSide(descending=True, top_n=top_n, checksum_levels=checksum_levels)
+        self.asks = BookSide(descending=False, top_n=top_n, checksum_levels=checksum_levels, checksum_first=True)
+        self.checksum: int | None = None
+        self._verifiable = False  # checksum_levels and a token function at the last snapshot
 
     def apply_snapshot(
         self, bids: Iterable[TextLevel], asks: Iterable[TextLevel], token: ChecksumToken | None = None
-    ) -> None:
-        """Replace the whole book; ``token`` (Kraken) precomputes each level's checksum token."""
-        self.bids.clear()
-        self.asks.clear()
-        self.bids.token = self.asks.token = token
-        self.apply_update(bids, asks)
+    ) -> bool:
+        """Replace the whole book; ``token`` (Kraken) precomputes each level's checksum token.
 
-    def apply_update(self, bids: Iterable[TextLevel], asks: Iterable[TextLevel]) -> None:
-        """Apply levels in the order given (one message may touch a price twice), then truncate."""
-        for level in bids:
-            self.bids.apply(level)
-        for level in asks:
-            self.asks.apply(level)
+        Returns :meth:`is_crossed` of the result.
+        """
+        self.asks.clear()  # a bad bid level must not leave the old asks behind
+        self.asks.token = token
+        self.bids.replace(bids, token)
+        self.asks.replace(asks, token)
         if self.depth is not None:
             self.bids.truncate(self.depth)
             self.asks.truncate(self.depth)
+        self._update_checksum()
+        return self.is_crossed()
+
+    def apply_update(self, bids: Sequence[TextLevel], asks: Sequence[TextLevel]) -> bool:
+        """Apply levels in the order given (one message may touch a price twice), then truncate.
+
+        Returns :meth:`is_crossed` of the result (computed here: the caller checks it after every message).
+        """
+        bid_side, ask_side = self.bids, self.asks
+        if bids:
+            bid_side.update(bids)
+        if asks:
+            ask_side.update(asks)
+        depth = self.depth
+        if depth is not None:  # only a side that was updated can have outgrown the depth
+            if bids and len(bid_side._hk) + len(bid_side._tail) > depth:
+                bid_side.truncate(depth)
+            if asks and len(ask_side._hk) + len(ask_side._tail) > depth:
+                ask_side.truncate(depth)
+        if self._verifiable:  # the asks' text then the bids': the CRC of the asks continued over the bids
+            self.checksum = zlib.crc32(bid_side.checksum_text, ask_side.checksum_crc)
+        best_bids, best_asks = bid_side._hp, ask_side._hp
+        return best_bids[-1] >= best_asks[-1] if best_bids and best_asks else False
+
+    def _update_checksum(self) -> None:
+        self._verifiable = self.bids.checksum_levels > 0 and self.asks.token is not None
+        self.checksum = zlib.crc32(self.bids.checksum_text, self.asks.checksum_crc) if self._verifiable else None
 
     def top(self, n: int) -> tuple[list[Level], list[Level]]:
         return self.bids.top(n), self.asks.top(n)
 
     def is_crossed(self) -> bool:
-        bid, ask = self.bids.best_price(), self.asks.best_price()
-        return bid is not None and ask is not None and bid >= ask
+        bids, asks = self.bids._hp, self.asks._hp  # best_price() of each side, inlined
+        return bids[-1] >= asks[-1] if bids and asks else False

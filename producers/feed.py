@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import msgspec
+
 from producers.book import BookIntegrityError, ChecksumToken, OrderBook
 from producers.venues import coinbase, kraken
 from producers.venues.events import (
@@ -39,9 +41,12 @@ PARSERS: dict[Venue, Callable[[str | bytes], ParsedFrame]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class BookChanged:
-    """A valid book after a change: what a Snapshot is made of (the shell adds ts_ingest and latency)."""
+class BookChanged(msgspec.Struct, frozen=True, gc=False):
+    """A valid book after a change: what a Snapshot is made of (the shell adds ts_ingest and latency).
+
+    ``bids``/``asks`` may be the very lists of the previous change when that side's top did not move: treat
+    them as read-only. (A frozen Struct, not a frozen dataclass: one is built per update.)
+    """
 
     symbol: str
     bids: list[Level]
@@ -51,8 +56,7 @@ class BookChanged:
     checksum: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ResyncNeeded:
+class ResyncNeeded(msgspec.Struct, frozen=True, gc=False):
     """These books are invalid: resubscribe them to get fresh snapshots. ``reason`` goes to health/logs."""
 
     symbols: list[str]
@@ -105,18 +109,30 @@ class VenueFeed:
             self.counters.parse_errors += 1
             self.last_error = str(exc)
             return []
-        outputs: list[FeedOutput] = []
-        if parsed.sequence is not None:
-            if self._last_sequence is not None and parsed.sequence <= self._last_sequence:
+        sequence, events = parsed.sequence, parsed.events
+        gap: ResyncNeeded | None = None
+        if sequence is not None:
+            last = self._last_sequence
+            if last is not None and sequence <= last:
                 self.counters.duplicates += 1
                 return []
-            if self._last_sequence is not None and parsed.sequence > self._last_sequence + 1:
+            if last is not None and sequence > last + 1:
                 self.counters.gaps += 1
-                lost = parsed.sequence - self._last_sequence - 1
-                outputs.append(self._invalidate(list(self.books), f"sequence gap: {lost} message(s) lost"))
-            self._last_sequence = parsed.sequence
-        for event in parsed.events:
-            outputs.extend(self._on_event(event, parsed.sequence))
+                gap = self._invalidate(list(self.books), f"sequence gap: {sequence - last - 1} message(s) lost")
+            self._last_sequence = sequence
+        if len(events) == 1 and gap is None:  # the usual frame: one event, its list is the answer
+            event = events[0]
+            if type(event) is not BookUpdate:
+                return self._on_event(event, sequence)
+            self.counters.updates += 1  # _on_event's first case, inlined: nearly every frame is one update
+            book = self.books.get(event.symbol)
+            if book is None or event.symbol not in self.valid:
+                self.counters.ignored_while_resyncing += 1
+                return []
+            return self._apply(book, event, sequence, snapshot=False)
+        outputs: list[FeedOutput] = [gap] if gap is not None else []
+        for event in events:
+            outputs.extend(self._on_event(event, sequence))
         return outputs
 
     def forget(self, symbol: str) -> None:
@@ -125,19 +141,21 @@ class VenueFeed:
         self.valid.discard(symbol)
 
     def _on_event(self, event: VenueEvent, sequence: int | None) -> list[FeedOutput]:
-        if isinstance(event, BookSnapshot):
-            self.counters.snapshots += 1
-            book = self.books.get(event.symbol)
-            if book is None:
-                book = self.books[event.symbol] = OrderBook(event.symbol, self.depth)
-            return self._apply(book, event, sequence, snapshot=True)
-        if isinstance(event, BookUpdate):
+        if isinstance(event, BookUpdate):  # first: nearly every frame is one
             self.counters.updates += 1
             book = self.books.get(event.symbol)
             if book is None or event.symbol not in self.valid:
                 self.counters.ignored_while_resyncing += 1
                 return []
             return self._apply(book, event, sequence, snapshot=False)
+        if isinstance(event, BookSnapshot):
+            self.counters.snapshots += 1
+            book = self.books.get(event.symbol)
+            if book is None:
+                checksum_levels = kraken.CHECKSUM_LEVELS if self.venue is Venue.KRAKEN else 0
+                book = self.books[event.symbol] = OrderBook(event.symbol, self.depth, top_n=self.top_n,
+                                                            checksum_levels=checksum_levels)
+            return self._apply(book, event, sequence, snapshot=True)
         if isinstance(event, TradePrint):
             self.counters.trades += 1
         elif isinstance(event, InstrumentInfo):
@@ -149,24 +167,27 @@ class VenueFeed:
     ) -> list[FeedOutput]:
         try:
             if snapshot:
-                book.apply_snapshot(event.bids, event.asks, self._checksum_token(book.symbol, event.checksum_format))
+                token = self._checksum_token(book.symbol, event.checksum_format)
+                crossed = book.apply_snapshot(event.bids, event.asks, token)
             else:
-                book.apply_update(event.bids, event.asks)
+                crossed = book.apply_update(event.bids, event.asks)
         except BookIntegrityError as exc:
             self.counters.parse_errors += 1
             return [self._invalidate([book.symbol], f"bad level: {exc}")]
-        if event.checksum is not None:
-            if self._checksum(book) != event.checksum:
-                self.counters.checksum_fail += 1
-                return [self._invalidate([book.symbol], f"checksum mismatch (venue {event.checksum})")]
-            self.counters.checksum_ok += 1
-        if book.is_crossed():
-            self.counters.crossed += 1
+        counters = self.counters
+        checksum = event.checksum
+        if checksum is not None:
+            if book.checksum != checksum:  # None (no instrument precisions for a v2 book) never matches
+                return [self._checksum_mismatch(book, checksum)]
+            counters.checksum_ok += 1
+        if crossed:
+            counters.crossed += 1
             return [self._invalidate([book.symbol], "book crossed")]
-        self.valid.add(book.symbol)
-        self.counters.published += 1
-        bids, asks = book.top(self.top_n)
-        return [BookChanged(book.symbol, bids, asks, event.ts_event_ms, sequence, event.checksum)]
+        if snapshot:
+            self.valid.add(book.symbol)  # an update is only applied to a valid book
+        counters.published += 1
+        return [BookChanged(book.symbol, book.bids.top_levels, book.asks.top_levels, event.ts_event_ms, sequence,
+                            checksum)]
 
     def _checksum_token(self, symbol: str, checksum_format: ChecksumFormat | None) -> ChecksumToken | None:
         """How each level of this book contributes to its checksum; fixed at every snapshot."""
@@ -177,12 +198,12 @@ class VenueFeed:
             return kraken.token_v2(*precision) if precision is not None else None
         return None
 
-    def _checksum(self, book: OrderBook) -> int:
-        if book.asks.token is None:  # v2 without instrument precisions: cannot verify, so it cannot pass;
-            self.last_error = f"{book.symbol}: no instrument precisions yet for the v2 checksum"
-            return -1  # the resync that follows retries once the instrument channel has delivered them
-        levels = kraken.CHECKSUM_LEVELS
-        return kraken.checksum(book.asks.checksum_part(levels), book.bids.checksum_part(levels))
+    def _checksum_mismatch(self, book: OrderBook, venue_checksum: int) -> ResyncNeeded:
+        """The book's Kraken checksum (``kraken.checksum`` of the top-10 texts, kept current by the book)
+        differs from the venue's. A v2 book without instrument precisions cannot be verified, so it cannot
+        pass either; the resync retries once the instrument channel has delivered them."""
+        self.counters.checksum_fail += 1
+        return self._invalidate([book.symbol], f"checksum mismatch (venue {venue_checksum})")
 
     def _invalidate(self, symbols: list[str], reason: str) -> ResyncNeeded:
         for symbol in symbols:

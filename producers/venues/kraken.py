@@ -1,5 +1,5 @@
-"""Kraken WebSocket v2 (the live default) and v1 (the 2021 recording): subscribe messages, pure frame
-parsers, and the book checksums.
+"""Kraken WebSocket v2 (the live default) and v1 (the 2021 recording): subscribe messages and pure frame
+parsers (the book checksums are in ``kraken_checksum``, re-exported here).
 
 Facts this relies on (docs/exchange-protocols.md §4-5, checked on the fixtures): v2 sends prices and sizes as
 JSON numbers whose text matters, so they are decoded to their text (msgspec ``float_hook=str``), never to
@@ -10,14 +10,12 @@ checksum uses them exactly as received. Both checksum the top 10 asks (ascending
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable, Iterable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import orjson
+from msgspec import UNSET, UnsetType
 
 from producers.venues.events import (
     AckStatus,
@@ -35,12 +33,18 @@ from producers.venues.events import (
     VenueProtocolError,
     VenueStatus,
 )
+from producers.venues.kraken_checksum import CHECKSUM_LEVELS as CHECKSUM_LEVELS  # re-exported: the public names
+from producers.venues.kraken_checksum import checksum as checksum
+from producers.venues.kraken_checksum import checksum_v1 as checksum_v1
+from producers.venues.kraken_checksum import checksum_v2 as checksum_v2
+from producers.venues.kraken_checksum import fixed_point as fixed_point
+from producers.venues.kraken_checksum import token_v1 as token_v1
+from producers.venues.kraken_checksum import token_v2 as token_v2
 from schemas.market import Side, canonical_symbol
 
 VENUE = "kraken"
 DEFAULT_URL = "wss://ws.kraken.com/v2"
 DEFAULT_BOOK_DEPTH = 10
-CHECKSUM_LEVELS = 10
 _V2_DECODER = msgspec.json.Decoder(float_hook=str)
 _V2_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _V1_SIDES = {"b": Side.BUY, "s": Side.SELL}
@@ -105,59 +109,6 @@ def book_resubscribe_messages(symbols: list[str], *, depth: int = DEFAULT_BOOK_D
         orjson.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": names, "depth": depth,
                                                          "snapshot": True}, "req_id": req_id + 1}).decode(),
     ]
-
-
-# --- checksums ----------------------------------------------------------------------------------------
-
-
-def _token(text: str) -> str:
-    return text.replace(".", "").lstrip("0")
-
-
-def fixed_point(text: str, places: int) -> str:
-    """Decimal ``text`` with exactly ``places`` decimals, computed on the text (no float rounding)."""
-    whole, _, fraction = text.partition(".")
-    if "e" in text or "E" in text or len(fraction) > places or text.startswith("-"):
-        try:
-            return f"{Decimal(text):.{places}f}"
-        except InvalidOperation as exc:
-            raise VenueProtocolError(f"bad decimal {text!r}") from exc
-    return f"{whole}.{fraction.ljust(places, '0')}" if places else whole
-
-
-def token_v1(price: str, size: str) -> str:
-    """A level's part of the v1 checksum string: the wire strings without ``.`` and leading zeros."""
-    return _token(price) + _token(size)
-
-
-def token_v2(price_precision: int, qty_precision: int) -> Callable[[str, str], str]:
-    """A level's part of the v2 checksum string, numbers first written with the instrument precisions."""
-    def token(price: str, size: str) -> str:
-        return _token(fixed_point(price, price_precision)) + _token(fixed_point(size, qty_precision))
-
-    return token
-
-
-def checksum(asks_part: str, bids_part: str) -> int:
-    """CRC-32 (zlib) of the top-10 ask tokens followed by the top-10 bid tokens, as an unsigned int."""
-    return zlib.crc32((asks_part + bids_part).encode())
-
-
-def checksum_v1(asks: Iterable[TextLevel], bids: Iterable[TextLevel]) -> int:
-    """CRC-32 of the top 10 asks then bids, each token the wire string without ``.`` and leading zeros."""
-    parts = [_token(price) + _token(size) for price, size in asks]
-    parts.extend(_token(price) + _token(size) for price, size in bids)
-    return zlib.crc32("".join(parts).encode())
-
-
-def checksum_v2(asks: Iterable[TextLevel], bids: Iterable[TextLevel], price_precision: int, qty_precision: int) -> int:
-    """Like v1, but each number is first written with the instrument's fixed precision."""
-    def token(level: TextLevel) -> str:
-        return _token(fixed_point(level[0], price_precision)) + _token(fixed_point(level[1], qty_precision))
-
-    parts = [token(level) for level in asks]
-    parts.extend(token(level) for level in bids)
-    return zlib.crc32("".join(parts).encode())
 
 
 # --- v2 parsing ---------------------------------------------------------------------------------------
@@ -341,6 +292,95 @@ def _parse_v1_array(message: list[Any]) -> list[VenueEvent]:
     raise VenueProtocolError(f"unknown v1 channel {channel_name!r}")
 
 
+# --- fast paths for book frames -----------------------------------------------------------------------
+# Book frames are nearly all of the traffic. These decode them straight into typed values (msgspec checks
+# every type in C) instead of walking generic lists and dicts. Each accepts a strict subset of what the
+# general parser (parse_general) accepts and gives exactly its result; for anything else, malformed frames
+# included, the general parser, which owns every error message, takes the frame.
+
+_V1Level = tuple[str, str, float]  # price, volume, time; a 4th element ("r", republish) leaves the fast path
+_V1BookChannel = Literal["book-10", "book-25", "book-100", "book-500", "book-1000"]  # decoded without a copy
+
+
+class _V1BookDelta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """The one payload of a v1 book update. Any other key (a snapshot's ``as``/``bs``) leaves the fast path."""
+
+    a: list[_V1Level] | UnsetType = UNSET  # null is refused: the general parser raises on it
+    b: list[_V1Level] | UnsetType = UNSET
+    c: str | UnsetType = UNSET
+
+
+# strict=False reads the time string as a float in C. Python's float() takes everything that accepts, to
+# the same double (both round correctly; "-0" gives 0.0 here, the same in a max() from 0.0), and more (" 1",
+# "1_0", ".5"): those frames leave the fast path. The other lax coercions only touch the unused channelID.
+_V1_BOOK_UPDATE = msgspec.json.Decoder(tuple[int, _V1BookDelta, _V1BookChannel, str], strict=False)
+_ARRAY_START = ("[", b"[")  # v1 data frames are arrays; v2 and v1 events are objects
+_V1 = ChecksumFormat.KRAKEN_V1  # enum attribute lookups are slow enough to matter per frame
+_V2 = ChecksumFormat.KRAKEN_V2
+_SYMBOLS: dict[str, str] = {}  # venue pair -> canonical symbol; a connection streams a handful of pairs
+_SYMBOLS_MAX = 4096
+
+
+def _canonical_cached(venue_symbol: str) -> str:
+    symbol = _SYMBOLS.get(venue_symbol)
+    if symbol is None:
+        symbol = canonical(venue_symbol)
+        if len(_SYMBOLS) < _SYMBOLS_MAX:
+            _SYMBOLS[venue_symbol] = symbol
+    return symbol
+
+
+class _V2Level(msgspec.Struct, gc=False):
+    price: Any  # float_hook=str keeps a JSON number's own text; _number_text checks the rest
+    qty: Any
+
+
+class _V2BookData(msgspec.Struct, gc=False):
+    symbol: str
+    bids: list[_V2Level]
+    asks: list[_V2Level]
+    checksum: int | None = None
+    timestamp: str | None = None
+
+
+class _V2BookMessage(msgspec.Struct, gc=False, tag_field="channel", tag="book"):
+    type: str
+    data: list[_V2BookData]
+    method: msgspec.Raw | UnsetType = UNSET  # either key sends the frame down another branch of parse_frame
+    event: msgspec.Raw | UnsetType = UNSET
+
+
+_V2_BOOK = msgspec.json.Decoder(_V2BookMessage, float_hook=str)
+_V2_BOOK_EVENTS: dict[str, type[BookSnapshot] | type[BookUpdate]] = {"snapshot": BookSnapshot, "update": BookUpdate}
+
+
+def _v2_fast_levels(levels: list[_V2Level]) -> list[TextLevel]:
+    out: list[TextLevel] = []
+    for level in levels:
+        price, qty = level.price, level.qty
+        if type(price) is not str or type(qty) is not str:
+            price, qty = _number_text(price), _number_text(qty)
+        out.append((price, qty))
+    return out
+
+
+def _v2_book_message(frame: str | bytes) -> ParsedFrame | None:
+    """``{"channel": "book", "type": "snapshot"|"update", "data": [...]}``, or None."""
+    try:
+        message = _V2_BOOK.decode(frame)
+        kind = _V2_BOOK_EVENTS.get(message.type)
+        if kind is None or message.method is not UNSET or message.event is not UNSET:
+            return None
+        events: list[VenueEvent] = [
+            kind(_canonical_cached(item.symbol), _v2_fast_levels(item.bids), _v2_fast_levels(item.asks),
+                 _v2_time(item.timestamp), item.checksum, _V2)
+            for item in message.data
+        ]
+    except (ValueError, RecursionError):  # ValueError: also msgspec's and ours
+        return None
+    return ParsedFrame(events)
+
+
 # --- entry point --------------------------------------------------------------------------------------
 
 
@@ -349,10 +389,40 @@ def parse_frame(frame: str | bytes) -> ParsedFrame:
 
     Raises :class:`VenueProtocolError` for anything malformed, never another exception.
     """
+    if frame[:1] in _ARRAY_START:
+        try:  # the fast path for a v1 book update ``[channelID, {"a"|"b": levels, "c": crc}, "book-N", pair]``
+            _, delta, _, pair = _V1_BOOK_UPDATE.decode(frame)
+            newest = 0.0  # as _v1_levels: the latest level time; max() of per-side int(ms) is int() of the max
+            asks: list[TextLevel] = []
+            bids: list[TextLevel] = []
+            if delta.a is not UNSET:
+                for price, volume, seconds in delta.a:
+                    asks.append((price, volume))
+                    if seconds > newest:
+                        newest = seconds
+            if delta.b is not UNSET:
+                for price, volume, seconds in delta.b:
+                    bids.append((price, volume))
+                    if seconds > newest:
+                        newest = seconds
+            checksum = int(delta.c) if delta.c is not UNSET else None
+            symbol = _SYMBOLS.get(pair) or _canonical_cached(pair)
+            return ParsedFrame([BookUpdate(symbol, bids, asks, int(newest * 1000) or None, checksum, _V1)])
+        except (ValueError, OverflowError, RecursionError):  # ValueError: also msgspec's and ours
+            pass  # not that shape: the general parser decides
+    else:
+        fast = _v2_book_message(frame)
+        if fast is not None:
+            return fast
+    return parse_general(frame)
+
+
+def parse_general(frame: str | bytes) -> ParsedFrame:
+    """:func:`parse_frame` without the fast paths: every frame shape, and the reference for them."""
     try:
         message = _V2_DECODER.decode(frame)
-    except msgspec.DecodeError as exc:
-        raise VenueProtocolError(f"not JSON: {exc}") from exc
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError) as exc:  # nested too deep; a str that
+        raise VenueProtocolError(f"not JSON: {exc}") from exc  # is no text (a lone surrogate): not JSON either
     try:
         if isinstance(message, list):
             return ParsedFrame(_parse_v1_array(message))
@@ -363,5 +433,5 @@ def parse_frame(frame: str | bytes) -> ParsedFrame:
         return ParsedFrame(_parse_v2(message))
     except VenueProtocolError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise VenueProtocolError(f"malformed frame: {exc!r}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise VenueProtocolError(f"malformed frame: {exc!r}") from exc  # OverflowError: a time of "inf"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import orjson
@@ -132,3 +133,16 @@ def test_symbol_spellings() -> None:
     assert kraken.canonical("XBT/USD") == kraken.canonical("BTC/USD") == "BTC-USD"
     assert kraken.v2_symbol("BTC-USD") == "BTC/USD"
     assert kraken.v1_symbol("BTC-USD") == "XBT/USD"
+
+
+def test_events_are_immutable_values() -> None:
+    update = BookUpdate("ALGO-USD", [("0.12275", "1")], [], 1727923617050, 1100635717, ChecksumFormat.KRAKEN_V2)
+    assert update == BookUpdate("ALGO-USD", [("0.12275", "1")], [], 1727923617050, 1100635717, ChecksumFormat.KRAKEN_V2)
+    assert update != BookSnapshot("ALGO-USD", [("0.12275", "1")], [], 1727923617050, 1100635717,
+                                  ChecksumFormat.KRAKEN_V2)  # same fields, another kind of message
+    with pytest.raises(AttributeError):
+        update.symbol = "BTC-USD"  # type: ignore[misc]
+
+
+def test_checksum_of_two_parts_equals_the_checksum_of_the_joined_text() -> None:
+    assert kraken.checksum(b"3543115", b"35340103533020") == zlib.crc32(b"3543115" b"35340103533020")
