@@ -45,7 +45,7 @@ from dashboard.events import (
 )
 from schemas import Opportunity, Snapshot, Subject, SymbolControl
 from schemas.base import SYMBOL_PATTERN, VENUES
-from schemas.codec import CodecError, decode_as
+from schemas.codec import CodecError, decode_json_as
 from schemas.control import MAX_ENTRY_BYTES, MAX_SYMBOLS_PER_VENUE, ControlOp, ControlSource
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -289,18 +289,15 @@ async def book_states(
     each side's cumulative size. A book without an entry, or with one that does not decode, says why in
     ``detail``."""
     pairs = [(venue, symbol) for venue, symbols in held.items() for symbol in symbols]
-    async with reader.pipeline(transaction=False) as pipe:
-        for venue, symbol in pairs:
-            pipe.hgetall(settings.names.book_key(venue, symbol))
-        replies = await pipe.execute()
+    documents = await reader.mget([settings.names.book_key(venue, symbol) for venue, symbol in pairs]) if pairs else []
     books: list[dict[str, Any]] = []
-    for (venue, symbol), fields in zip(pairs, replies, strict=True):
+    for (venue, symbol), document in zip(pairs, documents, strict=True):
         row: dict[str, Any] = {"exchange": venue, "symbol": symbol}
-        if not fields:
+        if document is None:
             books.append(row | {"detail": "no book in the hot cache (never received, or expired)"})
             continue
         try:
-            book = decode_as(Snapshot, fields)
+            book = decode_json_as(Snapshot, document)
         except CodecError as exc:
             books.append(row | {"detail": exc.reason})
             continue

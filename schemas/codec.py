@@ -126,16 +126,7 @@ def decode_as(model: type[M], fields: Mapping[Any, FieldValue]) -> M:
         entry = {k.decode() if type(k) is bytes else k: v for k, v in fields.items()}
     except UnicodeDecodeError as exc:
         raise CodecError(f"{model.__name__}: field name is not UTF-8") from exc
-    raw_version = entry.pop("v", None)
-    if raw_version is None:
-        raise UnknownVersionError(f"{model.__name__}: entry has no 'v' field")
-    try:
-        version = int(_text(raw_version))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UnknownVersionError(f"{model.__name__}: v={raw_version!r} is not an integer") from exc
-    if version not in SUPPORTED_VERSIONS[model]:
-        known = sorted(SUPPORTED_VERSIONS[model])
-        raise UnknownVersionError(f"{model.__name__}: v={version} is not supported (this build reads {known})")
+    version = _supported_version(model, entry.pop("v", None))
     json_fields = _json_fields(model)
     data: dict[str, Any] = {"v": version}
     name = ""
@@ -147,6 +138,40 @@ def decode_as(model: type[M], fields: Mapping[Any, FieldValue]) -> M:
                 data[name] = value.decode() if type(value) is bytes else value
     except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CodecError(f"{model.__name__}: field {name!r} is not valid JSON/UTF-8: {exc}") from exc
+    return _validated(model, data)
+
+
+def decode_json_as(model: type[M], document: bytes | str) -> M:
+    """Build ``model`` from one JSON object with its fields (the hot cache's form of a snapshot), with the
+    checks and errors of :func:`decode_as`."""
+    try:
+        data = orjson.loads(document)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"{model.__name__}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CodecError(f"{model.__name__}: not a JSON object")
+    raw_version = data.get("v")
+    if raw_version is not None and type(raw_version) is not int:  # JSON says what it is: 1, never "1" or 1.0
+        raise UnknownVersionError(f"{model.__name__}: v={raw_version!r} is not an integer")
+    data["v"] = _supported_version(model, raw_version if raw_version is None else str(raw_version))
+    return _validated(model, data)
+
+
+def _supported_version(model: type[WireModel], raw_version: Any) -> int:
+    """The entry's ``v`` as an int, or :class:`UnknownVersionError` unless this build reads that version."""
+    if raw_version is None:
+        raise UnknownVersionError(f"{model.__name__}: entry has no 'v' field")
+    try:
+        version = int(_text(raw_version))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnknownVersionError(f"{model.__name__}: v={raw_version!r} is not an integer") from exc
+    if version not in SUPPORTED_VERSIONS[model]:
+        known = sorted(SUPPORTED_VERSIONS[model])
+        raise UnknownVersionError(f"{model.__name__}: v={version} is not supported (this build reads {known})")
+    return version
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,13 +1,15 @@
 """Snapshots on the producers' hot path: built without validating our own output again, and encoded straight
-into the RESP bulk strings of the publisher's batch (an XADD's and a hot-cache HSET's fields).
+into what the publisher's batch sends: the RESP bulk strings of an XADD's fields, and the JSON document the
+hot cache holds (one ``SET``).
 
 A producer publishes one snapshot per book change. ``Snapshot(...)`` would check every level again (~6 µs),
 and :func:`schemas.codec.encode_fields` plus ``hiredis.pack_command`` would encode it field by field (~10 µs),
 although the levels were checked when they entered the book and most changes leave a side's top as it was.
 :func:`trusted_snapshot` keeps only the checks that the input could still fail; :class:`SnapshotWire` writes
 the fields of :func:`~schemas.codec.encode_fields`, in its order and byte for byte (the tests compare the
-two on generated snapshots), in one join per entry, each side's JSON reused while it is unchanged.
-Decoding is untouched: consumers validate every entry as before.
+two on generated snapshots), and the same values as one JSON object (what
+:func:`~schemas.codec.decode_json_as` reads), in one join each per entry, each side's JSON reused while it is
+unchanged. Decoding is untouched: consumers validate every entry as before.
 """
 
 from __future__ import annotations
@@ -98,21 +100,25 @@ if tuple(Snapshot.model_fields) != _LAYOUT:  # checked at import: a changed mode
                       f"{tuple(Snapshot.model_fields)}: update SnapshotWire and its test together with the model")
 
 
-class _BookFields:
-    """What stays the same between one book's entries: its names, and each side's last levels and field."""
+_SOURCE_JSON = {source: b',"source":' + orjson.dumps(source.value) for source in Source}
 
-    __slots__ = ("head", "bids", "bids_field", "asks", "asks_field")
+
+class _BookFields:
+    """What stays the same between one book's entries: its names, and each side's last levels, field and JSON."""
+
+    __slots__ = ("head", "json_head", "bids", "bids_json", "bids_field", "asks", "asks_json", "asks_field")
 
     def __init__(self, exchange: str, symbol: str) -> None:
         self.head = _field(b"v", b"1") + _field(b"exchange", exchange.encode()) + _field(b"symbol", symbol.encode())
+        self.json_head = b'{"v":1,"exchange":%b,"symbol":%b' % (orjson.dumps(exchange), orjson.dumps(symbol))
         self.bids: list[Level] | None = None
-        self.bids_field = b""
+        self.bids_json = self.bids_field = b""
         self.asks: list[Level] | None = None
-        self.asks_field = b""
+        self.asks_json = self.asks_field = b""
 
 
 class SnapshotWire:
-    """Encodes snapshots as ``(field pairs, RESP bulk strings)``, remembering each book's last sides.
+    """Encodes snapshots as ``(field pairs, RESP bulk strings, JSON document)``, remembering each book's last sides.
 
     A side is encoded again only when its levels differ (``==``) from the last ones of its book: a copy of
     those is kept, so a caller that reuses and changes its list cannot make a stale field. (A side that
@@ -124,8 +130,9 @@ class SnapshotWire:
         self._books: dict[tuple[str, str], _BookFields] = {}
         """Beyond ``MAX_BOOKS`` books, it starts afresh."""
 
-    def encode(self, snapshot: Snapshot) -> tuple[int, bytes]:
-        """The same bulks as ``pack_bulks(encode_fields(snapshot))``, and how many field pairs they hold."""
+    def encode(self, snapshot: Snapshot) -> tuple[int, bytes, bytes]:
+        """The same bulks as ``pack_bulks(encode_fields(snapshot))``, how many field pairs they hold, and the
+        snapshot as one JSON object with the same fields in the same order (``None`` fields left out)."""
         exchange, symbol = snapshot.exchange, snapshot.symbol
         book = self._books.get((exchange, symbol))
         if book is None:
@@ -135,27 +142,38 @@ class SnapshotWire:
         bids, asks = snapshot.bids, snapshot.asks
         if bids != book.bids:
             book.bids = list(bids)
-            book.bids_field = _json_field(b"$4\r\nbids\r\n$", orjson.dumps(bids))
+            book.bids_json = orjson.dumps(bids)
+            book.bids_field = _json_field(b"$4\r\nbids\r\n$", book.bids_json)
         if asks != book.asks:
             book.asks = list(asks)
-            book.asks_field = _json_field(b"$4\r\nasks\r\n$", orjson.dumps(asks))
+            book.asks_json = orjson.dumps(asks)
+            book.asks_field = _json_field(b"$4\r\nasks\r\n$", book.asks_json)
         # Integers are formatted as text in f-strings (ASCII, so characters count bytes): faster than bytes %.
         ts_event, ts_ingest, book_seq = str(snapshot.ts_event), str(snapshot.ts_ingest), str(snapshot.book_seq)
         latency = orjson.dumps(snapshot.latency_ms)
         tail = f"\r\n$8\r\nbook_seq\r\n${len(book_seq)}\r\n{book_seq}\r\n"
+        json_tail = f',"book_seq":{book_seq}'
         pairs = _FIXED_PAIRS
         if snapshot.venue_seq is not None:
             venue_seq = str(snapshot.venue_seq)
             tail += f"$9\r\nvenue_seq\r\n${len(venue_seq)}\r\n{venue_seq}\r\n"
+            json_tail += f',"venue_seq":{venue_seq}'
             pairs += 1
         if snapshot.checksum is not None:
             checksum = str(snapshot.checksum)
             tail += f"$8\r\nchecksum\r\n${len(checksum)}\r\n{checksum}\r\n"
+            json_tail += f',"checksum":{checksum}'
             pairs += 1
-        return pairs, b"".join((
+        bulks = b"".join((
             book.head,
             f"$8\r\nts_event\r\n${len(ts_event)}\r\n{ts_event}\r\n"
             f"$9\r\nts_ingest\r\n${len(ts_ingest)}\r\n{ts_ingest}\r\n".encode(),
             book.bids_field, book.asks_field, _SOURCE_FIELDS[snapshot.source],
             b"$10\r\nlatency_ms\r\n$%d\r\n" % len(latency), latency, tail.encode(),
         ))
+        document = b"".join((
+            book.json_head, f',"ts_event":{ts_event},"ts_ingest":{ts_ingest},"bids":'.encode(), book.bids_json,
+            b',"asks":', book.asks_json, _SOURCE_JSON[snapshot.source], b',"latency_ms":', latency,
+            json_tail.encode(), b"}",
+        ))
+        return pairs, bulks, document

@@ -4,8 +4,9 @@ Why commands packed here and sent on a dedicated connection instead of a redis-p
 asyncio connection packs every command in pure Python (~20 µs per XADD), which caps a pipeline near 30k
 entries/s on one core. Here each entry's arguments are packed once, when it is published (snapshots by
 ``schemas.wire``, reusing each book's unchanged sides; the rest by ``hiredis.pack_command``, in C), and a
-whole batch goes as one atomic write: a ``MULTI``/``EXEC`` of plain XADDs (and hot-cache writes), or one
-``EVAL`` of ``PUBLISH_SCRIPT`` when it holds an entry to be written once per id. Either way a consumer never
+whole batch goes as one atomic write: a ``MULTI``/``EXEC`` of plain XADDs (and hot-cache writes: one ``SET``
+of the snapshot's JSON with its expiry), or one ``EVAL`` of ``PUBLISH_SCRIPT`` when it holds an entry to be
+written once per id. Either way a consumer never
 sees a snapshot on the stream before its hot-cache entry (or vice versa). Batches are pipelined: up to
 ``MAX_IN_FLIGHT`` are sent before their replies arrive. ``make bench-bus`` compares it with
 ``redis-benchmark -P 100`` on the same payload.
@@ -60,8 +61,9 @@ log = logging.getLogger(__name__)
 
 # KEYS = streams first, then hot-cache and once keys. ARGV = [n_streams, maxlen per stream..., ttl_ms,
 # once_ttl_ms, entries...] where an entry is [stream key index, key index or 0, n field pairs, field, value, ...]:
-# a positive key index names the entry's hot-cache key (refreshed with it), a negative one its once key (the
-# entry is appended only if SET NX creates that key: the same id is written once, whoever sends it).
+# a positive key index names the entry's hot-cache key (set to the JSON document that follows its fields), a
+# negative one its once key (the entry is appended only if SET NX creates that key: the same id is written
+# once, whoever sends it).
 PUBLISH_SCRIPT = """
 local n_streams = tonumber(ARGV[1])
 local ttl_ms = ARGV[n_streams + 2]
@@ -77,9 +79,8 @@ while i <= #ARGV do
     last_id = redis.call('XADD', KEYS[stream], 'MAXLEN', '~', ARGV[stream + 1], '*', unpack(ARGV, first, last))
   end
   if key > 0 then
-    redis.call('DEL', KEYS[key])
-    redis.call('HSET', KEYS[key], unpack(ARGV, first, last))
-    redis.call('PEXPIRE', KEYS[key], ttl_ms)
+    last = last + 1
+    redis.call('SET', KEYS[key], ARGV[last], 'PX', ttl_ms)
   end
   i = last + 1
 end
@@ -127,6 +128,8 @@ class BufferedEntry:
     pairs: int
     bulks: bytes
     once_key: str | None = None
+    document: bytes = b""
+    """A snapshot's JSON, what its hot-cache key is set to."""
 
 
 def pack_bulks(args: Sequence[FieldValue | int]) -> bytes:
@@ -182,14 +185,15 @@ def _xadd_header(stream: str, maxlen: int, pairs: int) -> bytes:
 
 
 @lru_cache(maxsize=MAX_BOOKS)
-def _cache_write_header(key: str, pairs: int) -> bytes:
-    """``DEL key`` (a book's old fields must not survive), then ``HSET key`` for ``pairs`` pairs to follow."""
-    return pack_command("DEL", key) + b"*%d\r\n" % (2 + 2 * pairs) + pack_bulks(("HSET", key))
+def _cache_set_header(key: str) -> bytes:
+    """``SET key`` and the ``$`` of the value's bulk string: its length and the document follow."""
+    return b"*5\r\n" + pack_bulks(("SET", key)) + b"$"
 
 
-@lru_cache(maxsize=MAX_BOOKS)
-def _pexpire(key: str, ttl_ms: int) -> bytes:
-    return pack_command("PEXPIRE", key, ttl_ms)
+@lru_cache(maxsize=8)
+def _cache_set_tail(ttl_ms: int) -> bytes:
+    """The end of the document's bulk string and ``PX ttl_ms``."""
+    return b"\r\n" + pack_bulks(("PX", ttl_ms))
 
 
 @lru_cache(maxsize=8192)
@@ -281,13 +285,13 @@ class Publisher:
         if subject is Subject.SNAPSHOT:
             assert isinstance(model, Snapshot)
             cache_key = self._book_key(model.exchange, model.symbol)
-            pairs, bulks = self._snapshot_wire.encode(model)
+            pairs, bulks, document = self._snapshot_wire.encode(model)
         else:
             fields = encode_fields(model)
-            pairs, bulks = len(fields) // 2, pack_bulks(fields)
+            pairs, bulks, document = len(fields) // 2, pack_bulks(fields), b""
         once = ONCE_IDS.get(subject)
         once_key = self._names.seen_key(subject, once(model)) if once is not None else None
-        entry = BufferedEntry(self._enqueued, stream, maxlen, cache_key, pairs, bulks, once_key)
+        entry = BufferedEntry(self._enqueued, stream, maxlen, cache_key, pairs, bulks, once_key, document)
         self._enqueued += 1
         self._pending.set()
         if self._overflowing and cache_key is not None:
@@ -582,10 +586,10 @@ class Publisher:
 
     def transaction_command(self, batch: list[BufferedEntry]) -> tuple[bytes, int]:
         """``MULTI``, per entry ``XADD stream MAXLEN ~ n * fields...`` (and after the last snapshot of each book
-        in the batch ``DEL``/``HSET``/``PEXPIRE`` of its hot-cache key, as the script does), ``EXEC``."""
+        in the batch ``SET key document PX ttl`` of its hot-cache key, as the script does), ``EXEC``."""
         last_for_key = {entry.cache_key: position for position, entry in enumerate(batch)
                         if entry.cache_key is not None}
-        ttl = self._bus.hot_cache_ttl_ms
+        set_tail = _cache_set_tail(self._bus.hot_cache_ttl_ms)
         parts = [_MULTI]
         commands = 0
         for position, entry in enumerate(batch):
@@ -594,10 +598,12 @@ class Publisher:
             commands += 1
             key = entry.cache_key
             if key is not None and last_for_key[key] == position:
-                parts.append(_cache_write_header(key, entry.pairs))
-                parts.append(entry.bulks)
-                parts.append(_pexpire(key, ttl))
-                commands += 3
+                document = entry.document
+                parts.append(_cache_set_header(key))
+                parts.append(b"%d\r\n" % len(document))
+                parts.append(document)
+                parts.append(set_tail)
+                commands += 1
         parts.append(_EXEC)
         return b"".join(parts), commands + 2
 
@@ -639,6 +645,9 @@ class Publisher:
             parts.append(_entry_header(stream_index[entry.stream], key, entry.pairs))
             parts.append(entry.bulks)
             argc += 3 + 2 * entry.pairs
+            if key > 0:
+                parts.append(pack_bulks((entry.document,)))
+                argc += 1
         parts[0] = b"*%d\r\n" % argc
         return b"".join(parts)
 

@@ -166,8 +166,8 @@ class DetectorService:
 async def fetch_books(
     redis: Redis, names: StreamNames, affected: Mapping[str, Sequence[Triangle]]
 ) -> dict[str, dict[str, Snapshot]]:
-    """Every leg of every affected triangle from the hot cache, in one pipelined round trip; a book that does
-    not decode, is filed under another market or cannot exist is left out (and counted)."""
+    """Every leg of every affected triangle from the hot cache, in one ``MGET``; a book that does not decode,
+    is filed under another market or cannot exist is left out (and counted)."""
     return (await fetch_books_and_episodes(redis, names, affected, None))[0]
 
 
@@ -183,21 +183,20 @@ async def fetch_books_and_episodes(
     if not keys:
         return books, states
     pipe = redis.pipeline(transaction=False)
-    for venue, symbol in keys:
-        pipe.hgetall(names.book_key(venue, symbol))
+    pipe.mget([names.book_key(venue, symbol) for venue, symbol in keys])
     venues = sorted(affected) if episodes is not None else []
     for venue in venues:
         assert episodes is not None
         episodes.queue_read(pipe, venue)
     replies = await pipe.execute()
-    for venue, reply in zip(venues, replies[len(keys):], strict=True):
+    for venue, reply in zip(venues, replies[1:], strict=True):
         assert episodes is not None
         states[venue] = episodes.parse(venue, reply)
     decoded = decoded if decoded is not None else DecodedBooks()
-    for (venue, symbol), fields in zip(keys, replies[:len(keys)], strict=True):
-        if not fields:
+    for (venue, symbol), document in zip(keys, replies[0], strict=True):
+        if document is None:
             continue
-        book = decoded.trusted(venue, symbol, fields)
+        book = decoded.trusted(venue, symbol, document)
         if isinstance(book, Snapshot):
             books[venue][symbol] = book
         else:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from common.bus import Publisher, PublishError
 from common.config import BusSettings, Role, Settings, StreamLimits
 from schemas import Snapshot, Subject
-from schemas.codec import decode_as
+from schemas.codec import decode_json_as
 from tests import samples
 
 pytestmark = pytest.mark.integration
@@ -64,10 +64,10 @@ async def test_hot_cache_holds_the_last_snapshot_of_each_book_and_expires(
         await publisher.publish(samples.snapshot("ETH-USD", book_seq=seq * 10))
     await publisher.flush()
 
-    btc = await admin.hgetall(settings.names.book_key("coinbase", "BTC-USD"))
-    eth = await admin.hgetall(settings.names.book_key("coinbase", "ETH-USD"))
-    assert decode_as(Snapshot, btc) == samples.snapshot("BTC-USD", book_seq=5)
-    assert decode_as(Snapshot, eth) == samples.snapshot("ETH-USD", book_seq=50)
+    btc = await admin.get(settings.names.book_key("coinbase", "BTC-USD"))
+    eth = await admin.get(settings.names.book_key("coinbase", "ETH-USD"))
+    assert decode_json_as(Snapshot, btc) == samples.snapshot("BTC-USD", book_seq=5)
+    assert decode_json_as(Snapshot, eth) == samples.snapshot("ETH-USD", book_seq=50)
     ttl_ms = await admin.pttl(settings.names.book_key("coinbase", "BTC-USD"))
     assert 0 < ttl_ms <= settings.bus.hot_cache_ttl_ms
 
@@ -173,6 +173,23 @@ async def test_only_a_batch_with_an_entry_written_once_per_id_runs_the_script(
         await pub.publish(samples.opportunity())
 
     assert (await command_calls(admin, "exec"), await command_calls(admin, "eval")) == (1, 1)
+
+
+async def test_a_batch_run_by_the_script_writes_the_hot_cache_as_a_transaction_does(
+    admin: Redis, settings: Settings
+) -> None:
+    """A publisher that sends snapshots and opportunities in one batch (the script) leaves the same document."""
+    key = settings.names.book_key("coinbase", "BTC-USD")
+    async with Publisher(admin, settings.names, settings.streams, settings.bus) as pub:
+        await pub.publish(samples.snapshot(book_seq=1))
+        await pub.flush()
+        by_transaction = await admin.get(key)
+        await pub.publish(samples.opportunity())
+        await pub.publish(samples.snapshot(book_seq=1))
+    assert await admin.xlen("strategy.opportunity") == 1 and await admin.xlen("md.snapshot") == 2
+    assert await admin.get(key) == by_transaction
+    assert decode_json_as(Snapshot, by_transaction) == samples.snapshot(book_seq=1)
+    assert 0 < await admin.pttl(key) <= settings.bus.hot_cache_ttl_ms
 
 
 async def test_pipelined_batches_keep_publish_order(producer: Redis, admin: Redis, settings: Settings) -> None:

@@ -102,12 +102,12 @@ def test_backtest_checks_its_outputs_before_the_run(tmp_path: Path) -> None:
 
 def test_redis_cli_passes_any_redis_cli_option_through(tmp_path: Path, redis_server: RedisEndpoint,
                                                        admin_sync: redis.Redis) -> None:
-    admin_sync.hset("md:book:kraken:BTC-USD", "v", "1")
+    admin_sync.set("md:book:kraken:BTC-USD", '{"v":1}')
     env = {"REDIS_URL": redis_server.url(), "TRIARB_REDIS_PASSWORDS__ADMIN": redis_server.passwords[Role.ADMIN],
            "TRIARB_REDIS_PASSWORDS__DASHBOARD": redis_server.passwords[Role.DASHBOARD]}
     scan = triarb(tmp_path, "redis-cli", "--scan", "--pattern", "md:book:*", env=env)
     assert scan.returncode == 0, scan.stderr
     assert scan.stdout.split() == ["md:book:kraken:BTC-USD"]
-    as_dashboard = triarb(tmp_path, "redis-cli", "--as", "dashboard", "--no-raw", "HGET", "md:book:kraken:BTC-USD",
-                          "v", env=env)
-    assert as_dashboard.stdout.strip() == '"1"', as_dashboard
+    as_dashboard = triarb(tmp_path, "redis-cli", "--as", "dashboard", "--no-raw", "GET", "md:book:kraken:BTC-USD",
+                          env=env)
+    assert as_dashboard.stdout.strip() == '"{\\"v\\":1}"', as_dashboard

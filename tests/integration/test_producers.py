@@ -19,7 +19,7 @@ from producers.service import VenueProducer
 from producers.simulators.fakerest import FakeRest
 from producers.simulators.fakevenue import FakeVenue, Market
 from schemas import Snapshot, SymbolControl
-from schemas.codec import decode_as
+from schemas.codec import decode_json_as
 from triarb.stack import producer_check
 
 pytestmark = pytest.mark.integration
@@ -52,8 +52,8 @@ class Running:
     rest: FakeRest
 
     async def cached_top(self, symbol: str) -> Snapshot | None:
-        fields = await self.admin.hgetall(f"md:book:{self.venue.venue.value}:{symbol}")
-        return decode_as(Snapshot, fields) if fields else None
+        document = await self.admin.get(f"md:book:{self.venue.venue.value}:{symbol}")
+        return decode_json_as(Snapshot, document) if document is not None else None
 
     async def matches_venue(self, symbol: str) -> bool:
         """The hot cache shows exactly the venue's current top 5 (call while the venue is silent)."""

@@ -22,7 +22,7 @@ from common.config import BusSettings, Role, Settings, StreamLimits
 from common.redis import EmbeddedRedis, RedisEndpoint, connect
 from schemas import Snapshot, Trade
 from schemas.base import WireModel
-from schemas.codec import decode_as
+from schemas.codec import decode_as, decode_json_as
 from tests import samples
 
 BOOKS = ("BTC-USD", "ETH-USD", "ETH-BTC", "SOL-USD", "SOL-BTC")
@@ -174,8 +174,8 @@ async def test_an_outage_never_blocks_and_each_book_ends_on_its_newest_snapshot(
     assert sorted(snapshots, key=lambda s: s.symbol) == sorted(newest.values(), key=lambda s: s.symbol)
     assert publisher.conflated == 195
     for symbol, snapshot in newest.items():
-        cached = await admin.hgetall(outage_redis.settings.names.book_key("coinbase", symbol))
-        assert decode_as(Snapshot, cached) == snapshot
+        cached = await admin.get(outage_redis.settings.names.book_key("coinbase", symbol))
+        assert decode_json_as(Snapshot, cached) == snapshot
 
     # Unwritten before the flood: the probe (1). Snapshots s0..s15 and trades t4, t9, t14 fill it to 20;
     # s16 finds 20 unwritten: overflow, the 16 buffered snapshots conflate to 5 (one per book) -> 9 unwritten

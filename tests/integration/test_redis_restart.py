@@ -21,6 +21,8 @@ import redis
 from common.bus import Publisher
 from common.config import Role, Settings
 from common.redis import EmbeddedRedis, connect, connect_sync
+from schemas import Snapshot
+from schemas.codec import decode_json_as
 from tests import samples
 from tests.chaos.harness import id_key
 from tests.processes import wait_until
@@ -65,7 +67,7 @@ def assert_everything_is_back(server: EmbeddedRedis, settings: Settings) -> None
     with connect_sync(settings, Role.ADMIN) as admin:
         assert admin.xlen("md.snapshot") == ENTRIES
         for symbol in BOOKS:
-            assert admin.hget(settings.names.book_key("coinbase", symbol), "symbol") == symbol.encode()
+            assert decode_json_as(Snapshot, admin.get(settings.names.book_key("coinbase", symbol))).symbol == symbol
     assert "NOPERM" not in server.log_file.read_text()
 
 

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from common.config import Role
 from common.redis import RedisEndpoint
 from schemas import Snapshot
-from schemas.codec import decode_as
+from schemas.codec import decode_json_as
 
 pytestmark = pytest.mark.integration
 
@@ -34,5 +34,5 @@ async def test_replayed_kraken_recording_fills_the_stream_and_hot_cache(
     assert (summary["checksum_fail"], summary["gaps"], summary["parse_errors"]) == (0, 0, 0)
     assert summary["published"] == 3541  # 10 snapshots + 3,531 verified updates
     assert await admin.xlen("md.snapshot") == summary["published"]
-    cached = decode_as(Snapshot, await admin.hgetall("md:book:kraken:XMR-USD"))
+    cached = decode_json_as(Snapshot, await admin.get("md:book:kraken:XMR-USD"))
     assert (cached.bids[0][0], cached.asks[0][0]) == (353.3, 354.31)  # the recording's final top of book

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from consumers.detector.book_cache import DecodedBooks
 from schemas import Snapshot
-from schemas.codec import encode_dict
+from schemas.wire import SnapshotWire
 from tests import samples
 
 
-def stored(book: Snapshot) -> dict[bytes, Any]:
-    """A hot-cache hash as HGETALL returns it (bytes keys and values)."""
-    return {key.encode(): value if isinstance(value, bytes) else str(value).encode()
-            for key, value in encode_dict(book).items()}
+def stored(book: Snapshot) -> bytes:
+    """A hot-cache document as a producer stores it (``SET``) and ``MGET`` returns it."""
+    return SnapshotWire().encode(book)[2]
 
 
 def test_an_unchanged_book_is_not_decoded_again() -> None:
@@ -45,8 +42,8 @@ def test_a_book_that_does_not_decode_is_refused_and_the_last_good_one_is_not_ser
     decoded = DecodedBooks()
     good = stored(samples.snapshot())
     decoded.trusted("coinbase", "BTC-USD", good)
-    broken = {**good, b"bids": b"[not json"}
+    broken = good.replace(b'"bids":[', b'"bids":[not json')
 
     reason = decoded.trusted("coinbase", "BTC-USD", broken)
 
-    assert isinstance(reason, str) and "bids" in reason
+    assert isinstance(reason, str) and "not valid JSON" in reason

@@ -28,7 +28,7 @@ from schemas import (
     encode_fields,
 )
 from schemas.base import VENUES, WireModel
-from schemas.codec import decode_book_ref, encode_dict
+from schemas.codec import decode_book_ref, decode_json_as, encode_dict
 from schemas.control import ControlOp, ControlSource
 from schemas.episode import CloseReason, Episode, EpisodeEvent
 from schemas.opportunity import Fill, FillLeg, FillStatus, FillTrace
@@ -150,6 +150,26 @@ def test_missing_version_is_an_unknown_version_error() -> None:
     del fields[b"v"]
     with pytest.raises(UnknownVersionError, match="no 'v' field"):
         decode(Subject.TRADE, fields)
+
+
+@pytest.mark.parametrize(
+    ("document", "error", "reason"),
+    [
+        (b'{"v":1,', CodecError, "not valid JSON"),
+        (b"[1]", CodecError, "not a JSON object"),
+        (b'{"exchange":"coinbase"}', UnknownVersionError, "no 'v' field"),
+        (b'{"v":"1"}', UnknownVersionError, "v='1' is not an integer"),
+        (b'{"v":1.0}', UnknownVersionError, "v=1.0 is not an integer"),
+        (b'{"v":2}', UnknownVersionError, "v=2 is not supported"),
+        (b'{"v":1,"symbol":"btc/usd"}', CodecError, "symbol"),
+    ],
+)
+def test_a_hot_cache_document_that_is_no_model_raises_the_codec_errors_of_stream_fields(
+    document: bytes, error: type[CodecError], reason: str
+) -> None:
+    with pytest.raises(error) as caught:
+        decode_json_as(Snapshot, document)
+    assert reason in caught.value.reason
 
 
 @pytest.mark.parametrize(

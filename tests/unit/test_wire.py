@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from common.bus.publisher import pack_bulks
 from schemas import Snapshot, Source, Subject, decode, encode_fields
+from schemas.codec import decode_json_as
 from schemas.market import Level
 from schemas.wire import SnapshotWire, trusted_snapshot
 from tests import samples
@@ -63,12 +65,20 @@ def same_floats(a: Snapshot, b: Snapshot) -> bool:
 @given(snapshots)
 def test_a_snapshot_encodes_to_the_bulks_of_encode_fields_byte_for_byte(snapshot: Snapshot) -> None:
     fields = encode_fields(snapshot)
-    assert SnapshotWire().encode(snapshot) == (len(fields) // 2, pack_bulks(fields))
+    assert SnapshotWire().encode(snapshot)[:2] == (len(fields) // 2, pack_bulks(fields))
+
+
+@given(snapshots)
+def test_its_hot_cache_document_is_the_models_json_and_decodes_to_the_same_model(snapshot: Snapshot) -> None:
+    _, _, document = SnapshotWire().encode(snapshot)
+    assert list(orjson.loads(document).items()) == list(orjson.loads(snapshot.model_dump_json(exclude_none=True))
+                                                         .items())  # same fields, same order, same values
+    assert same_floats(decode_json_as(Snapshot, document), snapshot)
 
 
 @given(snapshots)
 def test_the_fast_encoding_decodes_to_the_model_the_codec_path_decodes_to(snapshot: Snapshot) -> None:
-    _, bulks = SnapshotWire().encode(snapshot)
+    _, bulks, _ = SnapshotWire().encode(snapshot)
     fast = decode(Subject.SNAPSHOT, fields_of(bulks))
     assert isinstance(fast, Snapshot)
     codec = decode(Subject.SNAPSHOT, codec_fields(snapshot))
@@ -95,11 +105,12 @@ def test_a_sequence_of_books_with_repeated_and_changed_sides_decodes_entry_by_en
             bids=st.sampled_from(sides), asks=st.sampled_from(sides), latency_ms=st.dictionaries(
                 st.just("venue_to_ingest"), finite), book_seq=st.just(seq), venue_seq=optional_ints,
         ))
-        pairs, bulks = wire.encode(snapshot)
+        pairs, bulks, document = wire.encode(snapshot)
         fields = fields_of(bulks)
         assert pairs == len(fields)
         assert fields == codec_fields(snapshot)
         assert same_floats(decode(Subject.SNAPSHOT, fields), snapshot)  # type: ignore[arg-type]
+        assert same_floats(decode_json_as(Snapshot, document), snapshot)
 
 
 def test_an_unchanged_side_is_reused_and_a_changed_one_encoded_again() -> None:
@@ -107,8 +118,9 @@ def test_an_unchanged_side_is_reused_and_a_changed_one_encoded_again() -> None:
     first = samples.snapshot(book_seq=1)
     wire.encode(first)
     same_bids = samples.snapshot(book_seq=1, asks=[(60_002.0, 1.0, 1.0)], ts_event=samples.T0_MS + 9)
-    _, bulks = wire.encode(same_bids)
+    _, bulks, document = wire.encode(same_bids)
     fields = fields_of(bulks)
+    assert orjson.loads(document)["asks"] == [[60_002.0, 1.0, 1.0]]
     assert fields[b"bids"] == b"[[60000.5,0.25,0.25],[60000.0,1.5,1.75]]"
     assert fields[b"asks"] == b"[[60002.0,1.0,1.0]]"
     assert fields[b"ts_event"] == str(samples.T0_MS + 9).encode()
@@ -121,18 +133,22 @@ def test_a_list_changed_in_place_by_its_caller_is_encoded_again() -> None:
     wire = SnapshotWire()
     wire.encode(shared)
     bids[0] = (99.5, 2.0, 2.0)
-    _, bulks = wire.encode(shared)
+    _, bulks, document = wire.encode(shared)
     assert fields_of(bulks)[b"bids"] == b"[[99.5,2.0,2.0]]"
+    assert orjson.loads(document)["bids"] == [[99.5, 2.0, 2.0]]
 
 
 def test_optional_fields_are_left_out_when_none_and_counted_when_set() -> None:
     wire = SnapshotWire()
-    pairs, bulks = wire.encode(samples.snapshot(venue_seq=None))
+    pairs, bulks, document = wire.encode(samples.snapshot(venue_seq=None))
     assert pairs == 10 and b"venue_seq" not in fields_of(bulks) and b"checksum" not in fields_of(bulks)
-    pairs, bulks = wire.encode(samples.snapshot(venue_seq=None, checksum=3_735_928_559, source=Source.REST))
+    assert b"venue_seq" not in document and b"checksum" not in document
+    pairs, bulks, document = wire.encode(samples.snapshot(venue_seq=None, checksum=3_735_928_559,
+                                                          source=Source.REST))
     fields = fields_of(bulks)
     assert pairs == 11
     assert (fields[b"checksum"], fields[b"source"]) == (b"3735928559", b"rest")
+    assert orjson.loads(document)["checksum"] == 3_735_928_559 and b"venue_seq" not in document
 
 
 # --- trusted_snapshot -----------------------------------------------------------------------------------
