@@ -82,7 +82,7 @@ def _encode_value(value: Any) -> FieldValue:
 
 
 def encode_fields(model: WireModel) -> list[FieldValue]:
-    """Flat ``[field, value, field, value, ...]`` for XADD/HSET; ``None`` fields are left out."""
+    """Flat ``[field, value, field, value, ...]`` for XADD; ``None`` fields are left out."""
     out: list[FieldValue] = []
     for name, value in model.__dict__.items():
         if value is not None:
