@@ -99,12 +99,16 @@ class VenueFeed:
     counters: FeedCounters = field(default_factory=FeedCounters)
     last_error: str | None = None
     _last_sequence: int | None = None
+    _parse: Callable[[str | bytes], ParsedFrame] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._parse = PARSERS[self.venue]  # looked up once: the venue never changes
 
     def on_frame(self, frame: str | bytes) -> list[FeedOutput]:
         """Process one received frame; malformed frames are counted in ``parse_errors`` and skipped."""
         self.counters.frames += 1
         try:
-            parsed = PARSERS[self.venue](frame)
+            parsed = self._parse(frame)
         except VenueProtocolError as exc:
             self.counters.parse_errors += 1
             self.last_error = str(exc)

@@ -314,6 +314,7 @@ class _V1BookDelta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 # the same double (both round correctly; "-0" gives 0.0 here, the same in a max() from 0.0), and more (" 1",
 # "1_0", ".5"): those frames leave the fast path. The other lax coercions only touch the unused channelID.
 _V1_BOOK_UPDATE = msgspec.json.Decoder(tuple[int, _V1BookDelta, _V1BookChannel, str], strict=False)
+_JSON_INT = msgspec.json.Decoder(int).decode  # int() of a JSON integer's text, twice as fast; refuses the rest
 _ARRAY_START = ("[", b"[")  # v1 data frames are arrays; v2 and v1 events are objects
 _V1 = ChecksumFormat.KRAKEN_V1  # enum attribute lookups are slow enough to matter per frame
 _V2 = ChecksumFormat.KRAKEN_V2
@@ -405,7 +406,7 @@ def parse_frame(frame: str | bytes) -> ParsedFrame:
                     bids.append((price, volume))
                     if seconds > newest:
                         newest = seconds
-            checksum = int(delta.c) if delta.c is not UNSET else None
+            checksum = _JSON_INT(delta.c) if delta.c is not UNSET else None
             symbol = _SYMBOLS.get(pair) or _canonical_cached(pair)
             return ParsedFrame([BookUpdate(symbol, bids, asks, int(newest * 1000) or None, checksum, _V1)])
         except (ValueError, OverflowError, RecursionError):  # ValueError: also msgspec's and ours

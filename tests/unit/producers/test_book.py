@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import pytest
@@ -63,6 +64,33 @@ def test_crossed_book_is_detected() -> None:
 def test_levels_that_are_not_prices_and_sizes_are_rejected(level: tuple[str, str]) -> None:
     with pytest.raises(BookIntegrityError):
         OrderBook("BTC-USD").apply_update(bids=[level], asks=[])
+
+
+@settings(max_examples=500, deadline=None)
+@example(text="-0")
+@example(text="1_0")
+@example(text=" .5")
+@example(text="1e400")
+@example(text="0." + "0" * 400 + "1")
+@given(text=st.one_of(st.decimals(allow_nan=False, allow_infinity=False).map(str), st.floats().map(repr),
+                      st.text(alphabet="0123456789.-+eE_ \u0663", max_size=25)))
+def test_a_number_text_parses_to_what_float_gives(text: str) -> None:
+    """The JSON-number fast path equals ``float()``, or defers to it; only "-0" loses its sign (a size zero)."""
+    try:
+        expected = float(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            book_module._number(text)
+        return
+    parsed = book_module._number(text)
+    assert parsed == expected or (math.isnan(parsed) and math.isnan(expected))
+    assert math.copysign(1.0, parsed) == math.copysign(1.0, expected) or text.strip() == "-0"
+
+
+def test_a_level_in_any_spelling_float_takes_is_applied_as_float_reads_it() -> None:
+    book = OrderBook("BTC-USD")
+    assert not book.apply_update(bids=[("1_0", "2"), (" 9.5", ".5")], asks=[("1.1e1", "1"), ("12", "1E0")])
+    assert book.top(5) == ([(10.0, 2.0, 2.0), (9.5, 0.5, 2.5)], [(11.0, 1.0, 1.0), (12.0, 1.0, 2.0)])
 
 
 def reference_top(side: dict[float, tuple[float, tuple[str, str]]], n: int, descending: bool) -> list[Level]:
