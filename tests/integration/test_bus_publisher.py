@@ -72,6 +72,17 @@ async def test_hot_cache_holds_the_last_snapshot_of_each_book_and_expires(
     assert 0 < ttl_ms <= settings.bus.hot_cache_ttl_ms
 
 
+async def test_a_hot_cache_key_of_another_type_is_replaced_not_an_error(
+    publisher: Publisher, admin: Redis, settings: Settings
+) -> None:
+    """A hash left by a version that kept books as hashes: the next snapshot of that book replaces it."""
+    key = settings.names.book_key("coinbase", "BTC-USD")
+    await admin.hset(key, mapping={"v": "1", "symbol": "BTC-USD"})
+    await publisher.publish(samples.snapshot("BTC-USD", book_seq=7))
+    await publisher.flush()
+    assert decode_json_as(Snapshot, await admin.get(key)) == samples.snapshot("BTC-USD", book_seq=7)
+
+
 async def test_entries_reach_each_stream_in_publish_order(publisher: Publisher, admin: Redis) -> None:
     await publisher.publish(samples.snapshot(book_seq=1))
     await publisher.publish(samples.trade(trade_id="a"))
