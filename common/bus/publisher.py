@@ -7,8 +7,8 @@ entries/s on one core. Here each entry's arguments are packed once, when it is p
 whole batch goes as one atomic write: a ``MULTI``/``EXEC`` of plain XADDs (and hot-cache writes: one ``SET``
 of the snapshot's JSON with its expiry), or one ``EVAL`` of ``PUBLISH_SCRIPT`` when it holds an entry to be
 written once per id. Either way a consumer never sees a snapshot on the stream before its hot-cache entry (or
-vice versa). Batches are pipelined: up to ``MAX_IN_FLIGHT`` are sent before their replies arrive. ``make bench-bus`` compares it with
-``redis-benchmark -P 100`` on the same payload.
+vice versa). Batches are pipelined: up to ``MAX_IN_FLIGHT`` are sent before their replies arrive.
+``make bench-bus`` compares it with ``redis-benchmark -P 100`` on the same payload.
 
 Guarantees: entries of one publisher reach Redis in ``publish()`` order; a batch is written entirely or
 not at all; a connection failure retries the batch with backoff (at-least-once: a batch whose reply was
