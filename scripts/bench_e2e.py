@@ -9,8 +9,8 @@ private redis-server, with the baselines measured in the same run.
   minus its newest leg's ``ts_event`` (what the detector's own latency histogram records); the window
   latency is the first opportunity of a window minus the first dislocated snapshot's publish time. Group
   lag and pending are sampled every 20 ms.
-* drain: a backlog pre-published, then drained by a plain redis-py ``XREADGROUP COUNT 256`` + ``XACK`` loop
-  (no decode: the ceiling), by one and by two ``triarb detector --from 0 --burst`` processes, in rounds
+* drain: a backlog pre-published, then drained by a plain redis-py ``XREADGROUP`` + ``XACK`` loop reading as
+  many entries per call as a detector does (``detector.read_count``; no decode: the ceiling), by one and by two ``triarb detector --from 0 --burst`` processes, in rounds
   (median). Worker rates are taken from the group's counters (XINFO) once every process has joined, so
   interpreter start-up is left out.
 
@@ -18,9 +18,8 @@ CPU per process and for the rest of the machine is printed with each figure: on 
 another job's load shows up there, and the run is flagged.
 
 Latencies have the millisecond resolution of the schemas' timestamps. Usage: ``python scripts/bench_e2e.py
-[--quick] [--rates 2000,5000] [--seconds S] [--backlog N] [--repeats R] [--profile] [--only live|drain]
-[--gc-tuned]`` (``make bench-e2e``);
-the last line printed is one JSON object with every figure.
+[--quick] [--rates 2000,5000] [--seconds S] [--backlog N] [--repeats R] [--profile] [--only live|drain]``
+(``make bench-e2e``); the last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -141,16 +140,12 @@ def detector_env(endpoint: RedisEndpoint, work_dir: Path) -> dict[str, str]:
 
 
 DETECTOR = ("-m", "triarb.cli")
-GC_TUNED_DETECTOR = ("-c", "import triarb.cli; from common.gc_tuning import tune_gc_for_stream_worker; "
-                           "tune_gc_for_stream_worker(); triarb.cli.main()")
-"""``triarb detector`` with common/gc_tuning.py applied after its imports (``--gc-tuned``): what the detector
-would do once its command calls it."""
 
 
 def start_detector(endpoint: RedisEndpoint, work_dir: Path, name: str, args: Sequence[str],
-                   prefix: Sequence[str] = (), launcher: Sequence[str] = DETECTOR) -> subprocess.Popen[bytes]:
+                   prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     with (work_dir / f"{name}.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, *prefix, *launcher, "detector", *args], cwd=work_dir,
+        return subprocess.Popen([sys.executable, *prefix, *DETECTOR, "detector", *args], cwd=work_dir,
                                 env=detector_env(endpoint, work_dir), stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -282,9 +277,9 @@ def score(opportunities: Sequence[Opportunity], session: Session, cycles: set[st
 
 
 async def live(settings: Settings, endpoint: RedisEndpoint, work_dir: Path, rates: Sequence[int],
-               seconds: float, launcher: Sequence[str] = DETECTOR) -> dict[str, dict[str, Any]]:
+               seconds: float) -> dict[str, dict[str, Any]]:
     admin = connect(settings, Role.ADMIN, endpoint=endpoint)
-    process = start_detector(endpoint, work_dir, "detector-live", [], launcher=launcher)
+    process = start_detector(endpoint, work_dir, "detector-live", [])
     try:
         stream = settings.names.stream(Subject.SNAPSHOT)
         deadline = time.perf_counter() + 30
@@ -333,12 +328,12 @@ class DrainRun:
 
 
 async def worker_drain(admin: Redis, endpoint: RedisEndpoint, work_dir: Path, stream: str, entries: int,
-                       workers: int, launcher: Sequence[str] = DETECTOR) -> DrainRun:
+                       workers: int) -> DrainRun:
     """Entries/s acknowledged by ``workers`` burst processes between the moment all have joined the group and
     the moment the backlog is acknowledged."""
     await admin.xgroup_create(stream, GROUP, id="0")
     names = [f"detector-drain{workers}-{n}" for n in range(workers)]
-    processes = [start_detector(endpoint, work_dir, name, ["--from", "0", "--burst"], launcher=launcher)
+    processes = [start_detector(endpoint, work_dir, name, ["--from", "0", "--burst"])
                  for name in names]
 
     def cpu() -> dict[str, float]:  # an exited process is a zombie until waited for: its /proc entry remains
@@ -383,7 +378,7 @@ def median_run(runs: list[DrainRun]) -> DrainRun:
 
 
 async def drain(settings: Settings, endpoint: RedisEndpoint, work_dir: Path, entries: int,
-                repeats: int, launcher: Sequence[str] = DETECTOR) -> dict[str, Any]:
+                repeats: int) -> dict[str, Any]:
     """Median of ``repeats`` rounds, each round the plain loop, one process and two processes in turn (so
     each figure of a ratio saw the machine in the same state)."""
     admin = connect(settings, Role.ADMIN, endpoint=endpoint)
@@ -401,9 +396,9 @@ async def drain(settings: Settings, endpoint: RedisEndpoint, work_dir: Path, ent
         assert await admin.xlen(stream) == entries, "the backlog was trimmed: raise streams.snapshot"
         baselines, ones, twos = [], [], []
         for _ in range(repeats):
-            baselines.append(await plain_drain_rate(admin, stream, entries, settings.bus.read_count))
-            ones.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 1, launcher))
-            twos.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 2, launcher))
+            baselines.append(await plain_drain_rate(admin, stream, entries, settings.detector.read_count))
+            ones.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 1))
+            twos.append(await worker_drain(admin, endpoint, work_dir, stream, entries, 2))
         baseline, one, two = statistics.median(baselines), median_run(ones), median_run(twos)
     finally:
         await producer.aclose()
@@ -480,10 +475,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s per rate, a 50k backlog, one drain round")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of a one-worker drain")
     parser.add_argument("--only", choices=("live", "drain"), help="run one part (default: both)")
-    parser.add_argument("--gc-tuned", action="store_true",
-                        help="start the detectors with common/gc_tuning.py applied (not yet called by the command)")
     args = parser.parse_args()
-    launcher = GC_TUNED_DETECTOR if args.gc_tuned else DETECTOR
     seconds, backlog, repeats = (3.0, 50_000, 1) if args.quick else (args.seconds, args.backlog, args.repeats)
     rates = [int(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="triarb-bench-e2e-") as tmp:
@@ -493,17 +485,17 @@ def main() -> None:
         with EmbeddedRedis(settings, port=0, write_runtime_file=False) as endpoint, \
                 asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             print(f"e2e benchmark: {len(SYMBOLS)} {VENUE} books, ETH-BTC -3 % for {WINDOW_MS} ms every {PERIOD_MS} ms,"
-                  f" {seconds:g} s per rate; one `triarb detector` process{' (GC-tuned)' if args.gc_tuned else ''};"
+                  f" {seconds:g} s per rate; one `triarb detector` process;"
                   f" {os.cpu_count()} CPUs,"
                   f" load average {os.getloadavg()[0]:.2f}", flush=True)
             rates_out: dict[str, dict[str, Any]] = {}
             drained: dict[str, Any] = {}
             if args.only in (None, "live"):
-                rates_out = runner.run(live(settings, endpoint, work_dir, rates, seconds, launcher))
+                rates_out = runner.run(live(settings, endpoint, work_dir, rates, seconds))
                 print_live(rates_out)
             if args.only in (None, "drain"):
-                drained = runner.run(drain(settings, endpoint, work_dir, backlog, repeats, launcher))
-                print_drain(drained, settings.bus.read_count)
+                drained = runner.run(drain(settings, endpoint, work_dir, backlog, repeats))
+                print_drain(drained, settings.detector.read_count)
             if args.profile and drained:
                 runner.run(profile_drain(settings, endpoint, work_dir, 20))
     busiest = max([r["cores"]["others"] for r in rates_out.values()]
@@ -511,7 +503,7 @@ def main() -> None:
     if busiest > BUSY_MACHINE_CORES:
         print(f"WARNING: other processes used up to {busiest:.2f} cores during the run: these figures understate "
               "what this stack does on a quiet machine; run it again when nothing else runs")
-    print(json.dumps({"bench": "e2e", "gc_tuned": args.gc_tuned, "rates": rates_out or None, "drain": drained or None}))
+    print(json.dumps({"bench": "e2e", "rates": rates_out or None, "drain": drained or None}))
 
 
 if __name__ == "__main__":
