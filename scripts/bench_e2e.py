@@ -11,8 +11,8 @@ private redis-server, with the baselines measured in the same run.
   lag and pending are sampled every 20 ms.
 * drain: a backlog pre-published, then drained by a plain redis-py ``XREADGROUP`` + ``XACK`` loop reading as
   many entries per call as a detector does (``detector.read_count``; no decode: the ceiling), by one and by
-  two ``triarb detector --from 0 --burst`` processes, in rounds (median). Worker rates are taken from the group's counters (XINFO) once every process has joined, so
-  interpreter start-up is left out.
+  two ``triarb detector --from 0 --burst`` processes, in rounds (median). Worker rates are taken from the
+  group's counters (XINFO) once every process has joined, so interpreter start-up is left out.
 
 CPU per process and for the rest of the machine is printed with each figure: on a shared 2-core machine
 another job's load shows up there, and the run is flagged.
