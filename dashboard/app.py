@@ -288,8 +288,13 @@ async def book_states(
     venue→ingest latency, ``replayed`` when that is no latency (``REPLAYED_AFTER_MS``), the top of book and
     each side's cumulative size. A book without an entry, or with one that does not decode, says why in
     ``detail``."""
+    held = {venue: symbols for venue, symbols in held.items() if symbols}
+    async with reader.pipeline(transaction=False) as pipe:
+        for venue, symbols in held.items():  # one MGET per venue: a multi-key command stays within one venue
+            pipe.mget([settings.names.book_key(venue, symbol) for symbol in symbols])
+        replies = await pipe.execute() if held else []
     pairs = [(venue, symbol) for venue, symbols in held.items() for symbol in symbols]
-    documents = await reader.mget([settings.names.book_key(venue, symbol) for venue, symbol in pairs]) if pairs else []
+    documents = [document for reply in replies for document in reply]
     books: list[dict[str, Any]] = []
     for (venue, symbol), document in zip(pairs, documents, strict=True):
         row: dict[str, Any] = {"exchange": venue, "symbol": symbol}

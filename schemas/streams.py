@@ -42,7 +42,7 @@ class StreamNames:
         return f"{self.prefix}{DEADLETTER}"
 
     def book_key(self, exchange: str, symbol: str) -> str:
-        """Hot-cache key holding the latest snapshot of one book (a hash with the stream entry's fields)."""
+        """Hot-cache key holding the latest snapshot of one book (a string: the snapshot as one JSON object)."""
         return f"{self.prefix}{BOOK_KEY_PREFIX}{exchange}:{symbol}"
 
     def markets_key(self, exchange: str) -> str:

@@ -176,24 +176,32 @@ async def fetch_books_and_episodes(
     decoded: DecodedBooks | None = None,
 ) -> tuple[dict[str, dict[str, Snapshot]], dict[str, States]]:
     """:func:`fetch_books`, and with ``episodes`` each venue's episode states, in the same round trip;
-    ``decoded`` (a worker's) spares decoding the legs that have not changed since it last read them."""
-    keys = sorted({(venue, symbol) for venue, ts in affected.items() for t in ts for symbol in t.symbols})
+    ``decoded`` (a worker's) spares decoding the legs that have not changed since it last read them.
+
+    One ``MGET`` per venue, never across venues: every multi-key command touches one venue's keys, so a
+    venue can be pinned to one Redis Cluster slot (design: "Beyond one machine")."""
+    legs = {venue: sorted({symbol for t in ts for symbol in t.symbols}) for venue, ts in sorted(affected.items())}
+    legs = {venue: symbols for venue, symbols in legs.items() if symbols}
     books: dict[str, dict[str, Snapshot]] = {venue: {} for venue in affected}
     states: dict[str, States] = {venue: {} for venue in affected}
-    if not keys:
+    if not legs:
         return books, states
     pipe = redis.pipeline(transaction=False)
-    pipe.mget([names.book_key(venue, symbol) for venue, symbol in keys])
+    for venue, symbols in legs.items():
+        pipe.mget([names.book_key(venue, symbol) for symbol in symbols])
     venues = sorted(affected) if episodes is not None else []
     for venue in venues:
         assert episodes is not None
         episodes.queue_read(pipe, venue)
     replies = await pipe.execute()
-    for venue, reply in zip(venues, replies[1:], strict=True):
+    for venue, reply in zip(venues, replies[len(legs):], strict=True):
         assert episodes is not None
         states[venue] = episodes.parse(venue, reply)
     decoded = decoded if decoded is not None else DecodedBooks()
-    for (venue, symbol), document in zip(keys, replies[0], strict=True):
+    stored = ((venue, symbol, document)
+              for (venue, symbols), documents in zip(legs.items(), replies[:len(legs)], strict=True)
+              for symbol, document in zip(symbols, documents, strict=True))
+    for venue, symbol, document in stored:
         if document is None:
             continue
         book = decoded.trusted(venue, symbol, document)

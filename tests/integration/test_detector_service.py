@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from common.bus import Publisher
 from common.config import Role, Settings
-from consumers.detector.graph import Market
-from consumers.detector.service import GROUP, DetectorService, run_workers
+from consumers.detector.graph import Market, enumerate_triangles
+from consumers.detector.service import GROUP, DetectorService, fetch_books, run_workers
 from schemas import Opportunity, Snapshot, sim_id_for
 from schemas.codec import decode_as
 
@@ -123,3 +123,25 @@ async def test_replayed_session_yields_the_planted_opportunities_through_redis(
     assert offline and None not in offline
     assert live == offline
     assert int((await admin.xpending("md.snapshot", GROUP))["pending"]) == 0
+
+
+async def test_legs_of_two_venues_are_read_with_one_mget_per_venue(
+    connect_as: Callable[..., Redis], admin: Redis, settings: Settings
+) -> None:
+    """Every multi-key command stays within one venue (so a venue can be pinned to one cluster slot), and each
+    leg comes back as the book its venue published; a leg never published is left out."""
+    now = time.time_ns() // 1_000_000
+    async with Publisher(connect_as(Role.PRODUCER), settings.names, settings.streams, settings.bus) as pub:
+        for symbol in ("BTC-USD", "ETH-BTC", "ETH-USD"):
+            await pub.publish(book(symbol, 99.0, 100.0, 1, now))
+        await pub.publish(book("BTC-USD", 59_990, 60_000, 2, now).model_copy(update={"exchange": "coinbase"}))
+    coinbase = [Market("coinbase", s, *s.split("-"), 1e-8, 0.0, 0.006) for s in ("BTC-USD", "ETH-BTC", "ETH-USD")]
+    affected = {"kraken": enumerate_triangles(MARKETS["kraken"])[:1], "coinbase": enumerate_triangles(coinbase)[:1]}
+    await admin.config_resetstat()
+
+    books = await fetch_books(connect_as(Role.DETECTOR), settings.names, affected)
+
+    assert {venue: sorted(legs) for venue, legs in books.items()} == {
+        "kraken": ["BTC-USD", "ETH-BTC", "ETH-USD"], "coinbase": ["BTC-USD"]}
+    assert books["coinbase"]["BTC-USD"].book_seq == 2 and books["kraken"]["BTC-USD"].book_seq == 1
+    assert (await admin.info("commandstats"))["cmdstat_mget"]["calls"] == 2
