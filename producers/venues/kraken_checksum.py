@@ -36,10 +36,33 @@ def token_v1(price: str, size: str) -> str:
     return price.replace(".", "").lstrip("0") + size.replace(".", "").lstrip("0")  # _token twice, inlined
 
 
+def fixed_token(text: str, places: int) -> str:
+    """``_token(fixed_point(text, places))``: when the text needs no rounding (the usual case: the venue writes
+    at most the instrument's decimals), without building the fixed-point text in between."""
+    whole, _, fraction = text.partition(".")
+    if len(fraction) > places or "e" in text or "E" in text or text.startswith("-"):
+        return _token(fixed_point(text, places))
+    if not places:
+        return whole.lstrip("0")
+    return (whole + fraction.ljust(places, "0")).replace(".", "").lstrip("0")
+
+
+PRICE_TOKENS_MAX = 1024
+"""Price tokens a v2 token function (one per book) remembers: levels change size far more often than price."""
+
+
 def token_v2(price_precision: int, qty_precision: int) -> Callable[[str, str], str]:
     """A level's part of the v2 checksum string, numbers first written with the instrument precisions."""
+    prices: dict[str, str] = {}
+
     def token(price: str, size: str) -> str:
-        return _token(fixed_point(price, price_precision)) + _token(fixed_point(size, qty_precision))
+        price_token = prices.get(price)
+        if price_token is None:
+            price_token = fixed_token(price, price_precision)
+            if len(prices) >= PRICE_TOKENS_MAX:
+                prices.clear()
+            prices[price] = price_token
+        return price_token + fixed_token(size, qty_precision)
 
     return token
 

@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import orjson
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from producers.venues import kraken
+from producers.venues import kraken, kraken_checksum
 from producers.venues.events import (
     AckStatus,
     BookSnapshot,
@@ -115,6 +117,35 @@ def test_checksum_tokens_strip_dot_and_leading_zeros() -> None:
 )
 def test_fixed_point_is_computed_on_the_text(text: str, places: int, fixed: str) -> None:
     assert kraken.fixed_point(text, places) == fixed
+
+
+def fixed_token_or_error(text: str, places: int, through_fixed_point: bool) -> str:
+    try:
+        if through_fixed_point:
+            return kraken_checksum._token(kraken.fixed_point(text, places))
+        return kraken_checksum.fixed_token(text, places)
+    except VenueProtocolError as exc:
+        return f"error: {exc}"
+
+
+@settings(max_examples=2000, deadline=None)
+@example(text="1.2.3", places=8)
+@example(text="0.00000500", places=8)
+@example(text="5.", places=0)
+@example(text="-0.5", places=2)
+@example(text="1E-8", places=8)
+@given(text=st.text(alphabet="0123456789.-eE+ _a", max_size=14) | st.decimals(allow_nan=False).map(str),
+       places=st.integers(0, 12))
+def test_a_v2_token_is_the_token_of_the_fixed_point_text_for_any_text(text: str, places: int) -> None:
+    assert fixed_token_or_error(text, places, False) == fixed_token_or_error(text, places, True)
+
+
+def test_a_v2_token_function_gives_the_same_token_for_a_price_it_has_seen() -> None:
+    token = kraken.token_v2(5, 8)
+    first = token("0.12290", "1.5")
+    assert first == "12290" + "150000000"
+    assert token("0.12290", "2") == "12290" + "200000000"  # the remembered price part, a new size part
+    assert first == token("0.12290", "1.5")
 
 
 @pytest.mark.parametrize(
