@@ -33,6 +33,17 @@ the whole ask side of a Coinbase Advanced Trade snapshot (it looks for ``"side":
 ``"offer"``), so its timed updates work on a nearly empty ask book; ``cryptofeed_noop_asks_loaded`` renames the
 side in the untimed snapshot frames only, so the peer runs on full books, and is reported beside it. On a
 shared machine single passes are noisy (Coinbase has 773 timed frames, about 50 ms); run it twice.
+
+The ``kraken-v2*`` row: v2 is the live default, but the only real v2 recording holds 3 book frames, so the bench
+builds a synthetic v2 stream from the v1 recording: each v1 book frame, in order, becomes one v2 ``book`` frame
+with the same levels as JSON numbers (the v1 text's value), the newest v1 level time as its timestamp, and the
+checksum Kraken would send: the v2 checksum (``kraken.checksum_v2``, AssetPairs ``pair_decimals`` and
+``lot_decimals``) of a plain dict book per side kept by the bench, truncated to depth 1000. That book is first
+checked against every v1 checksum of the recording, so it is the venue's book. Ours then runs a fresh
+``VenueFeed`` with those precisions over the v2 frames, timing the update frames as above, and must verify every
+checksum; ``ratio_v1`` is its median over our v1 median from the same rounds. cryptofeed 2.4.1 speaks v1 only,
+so the row has no peer or baseline.
+
 The last line printed is one JSON object with every figure.
 Usage: ``python scripts/bench_books.py [--fixtures DIR] [--repeats R] [--no-peer]`` (``make bench-books``).
 """
@@ -46,12 +57,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from heapq import nlargest, nsmallest
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from producers.feed import BookChanged, Venue, VenueFeed
+from producers.feed import BookChanged, FeedCounters, Venue, VenueFeed
+from producers.venues import kraken
+from producers.venues.events import TextLevel
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -66,7 +82,12 @@ PEER_INSTALL_TIMEOUT_S = 900
 PEER_RUN_TIMEOUT_S = 900
 MODES = {"coinbase": ("noop", "noop_asks_loaded"), "kraken": ("noop", "checksum")}  # the peer's modes per venue
 GOALS = {"coinbase": {"ratio_noop": 2.0}, "kraken": {"ratio_noop": 1.0, "ratio_checksum": 2.0}}
+KRAKEN_PAIRS = "kraken-assetpairs-2021.json"  # AssetPairs: pair_decimals / lot_decimals per wsname
+KRAKEN_V2_DEPTH = 1000  # the v1 recording's subscribed depth, kept for the synthetic v2 stream
+KRAKEN_V2_NOTE = "synthetic: the v1 recording's books as v2 frames, checksums computed by the bench"
 Frame = tuple[str, str]  # kind ("snapshot", "update" or "other"), raw text
+RefSide = dict[Decimal, TextLevel]  # price value -> the v1 (price, size) texts
+Precisions = dict[str, tuple[int, int]]  # canonical symbol -> (price, qty) decimals
 
 
 def frame_kind(venue: Venue, frame: str) -> str:
@@ -88,7 +109,11 @@ def load_frames(venue: Venue, path: Path) -> list[Frame]:
 
 
 def ours(venue: Venue, depth: int | None, frames: list[Frame]) -> float:
-    feed = VenueFeed(venue, depth=depth)
+    return timed_updates(VenueFeed(venue, depth=depth), frames)
+
+
+def timed_updates(feed: VenueFeed, frames: list[Frame]) -> float:
+    """Every frame through ``feed``, the update frames timed: one loop for every row, so they time alike."""
     elapsed, published = 0.0, 0
     clock = time.perf_counter
     for kind, frame in frames:
@@ -100,6 +125,90 @@ def ours(venue: Venue, depth: int | None, frames: list[Frame]) -> float:
         elapsed += clock() - started
         published += sum(1 for output in outputs if isinstance(output, BookChanged))
     return published / elapsed
+
+
+def ours_v2(frames: list[Frame], precisions: Precisions) -> tuple[float, FeedCounters]:
+    """A fresh feed each pass, as ``ours``; its counters tell whether every checksum verified."""
+    feed = VenueFeed(Venue.KRAKEN, depth=KRAKEN_V2_DEPTH, precisions=dict(precisions))  # the feed adds to it
+    return timed_updates(feed, frames), feed.counters
+
+
+def load_precisions(path: Path) -> Precisions:
+    """(pair_decimals, lot_decimals) per canonical symbol: the instrument precisions the v2 checksum uses."""
+    pairs: dict[str, dict[str, Any]] = orjson.loads(path.read_bytes())["result"]
+    return {kraken.canonical(pair["wsname"]): (int(pair["pair_decimals"]), int(pair["lot_decimals"]))
+            for pair in pairs.values() if "wsname" in pair}  # dark-pool pairs (".d") have none
+
+
+def v2_text(text: str) -> str:
+    """A v1 decimal string as v2 writes the number: the same value, trailing zeros trimmed."""
+    return format(Decimal(text).normalize(), "f")
+
+
+def v2_levels(levels: list[TextLevel]) -> list[dict[str, orjson.Fragment]]:
+    """Fragments, so the JSON number is exactly ``v2_text``, never a float's repr."""
+    return [{"price": orjson.Fragment(v2_text(price)), "qty": orjson.Fragment(v2_text(size))}
+            for price, size in levels]
+
+
+def rfc3339(seconds: str) -> str:
+    """A v1 level time (Unix seconds, microsecond text) as v2's timestamp, without float rounding."""
+    value = Decimal(seconds)
+    whole = int(value)
+    return datetime.fromtimestamp(whole, UTC).replace(microsecond=int((value - whole) * 1_000_000)) \
+        .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ref_apply(side: RefSide, levels: list[TextLevel], descending: bool) -> None:
+    """Kraken's rule: size 0 removes the level; then the book is cut to the subscribed depth."""
+    for price, size in levels:
+        if Decimal(size) == 0:
+            side.pop(Decimal(price), None)
+        else:
+            side[Decimal(price)] = (price, size)
+    if len(side) > KRAKEN_V2_DEPTH:
+        for worst in sorted(side, reverse=descending)[KRAKEN_V2_DEPTH:]:
+            del side[worst]
+
+
+def ref_top(side: RefSide, descending: bool) -> list[TextLevel]:
+    prices = (nlargest if descending else nsmallest)(kraken.CHECKSUM_LEVELS, side)
+    return [side[price] for price in prices]
+
+
+def kraken_v2_frames(v1_frames: list[Frame], precisions: Precisions) -> list[Frame]:
+    """One v2 book frame per v1 book frame, in order, with the checksum Kraken would send after it.
+
+    The reference book is a dict per side, independent of ``producers``; it must reproduce every v1 checksum
+    of the recording before its v2 checksums are trusted."""
+    books: dict[str, tuple[RefSide, RefSide]] = {}  # symbol -> (bids, asks)
+    out: list[Frame] = []
+    for kind, text in v1_frames:
+        if kind == "other":
+            continue
+        message = orjson.loads(text)
+        symbol, payloads = kraken.canonical(message[-1]), message[1:-2]
+        if kind == "snapshot":
+            books[symbol] = ({}, {})
+        bids, asks = books[symbol]
+        levels = {key: [level for payload in payloads for level in payload.get(key, [])]
+                  for key in ("as", "a", "bs", "b")}
+        new_asks = [(level[0], level[1]) for level in levels["as"] + levels["a"]]
+        new_bids = [(level[0], level[1]) for level in levels["bs"] + levels["b"]]
+        ref_apply(asks, new_asks, descending=False)
+        ref_apply(bids, new_bids, descending=True)
+        top_asks, top_bids = ref_top(asks, descending=False), ref_top(bids, descending=True)
+        venue_v1 = next((int(payload["c"]) for payload in payloads if "c" in payload), None)
+        if venue_v1 is not None and kraken.checksum_v1(top_asks, top_bids) != venue_v1:
+            raise SystemExit(f"kraken-v2*: the bench's reference book for {symbol} fails a v1 checksum")
+        wire_asks = [(v2_text(price), v2_text(size)) for price, size in top_asks]
+        wire_bids = [(v2_text(price), v2_text(size)) for price, size in top_bids]
+        stamps = [level[2] for key in levels for level in levels[key]]
+        item = {"symbol": kraken.v2_symbol(symbol), "bids": v2_levels(new_bids), "asks": v2_levels(new_asks),
+                "checksum": kraken.checksum_v2(wire_asks, wire_bids, *precisions[symbol]),
+                "timestamp": rfc3339(max(stamps, key=Decimal))}
+        out.append((kind, orjson.dumps({"channel": "book", "type": kind, "data": [item]}).decode()))
+    return out
 
 
 def top5(side: dict[float, float], best_first_descending: bool) -> list[tuple[float, float, float]]:
@@ -253,11 +362,34 @@ def peer_figures(venue: str, peer: dict[str, Any], updates: int, ours_rate: floa
     return figures, warnings
 
 
+def kraken_v2_figures(frames: list[Frame], rates: list[float], counters: list[FeedCounters],
+                      v1_rate: float) -> tuple[dict[str, Any], list[str]]:
+    """The v2 row, and a warning for any pass that did not verify and publish every frame: a rate over
+    books that stopped verifying would be meaningless."""
+    figures = {"recording": f"{RECORDINGS[Venue.KRAKEN][0]} (synthetic v2)", "note": KRAKEN_V2_NOTE,
+               "timestamps": "newest v1 level time of each frame", "frames": len(frames),
+               "update_frames": sum(kind == "update" for kind, _ in frames), "ours": round(statistics.median(rates)),
+               "ratio_v1": round(statistics.median(rates) / v1_rate, 2),
+               "checksum_ok": min(c.checksum_ok for c in counters),
+               "checksum_fail": max(c.checksum_fail for c in counters),
+               "peer": f"none: {PEER_PACKAGE} {PEER_VERSION} has no Kraken v2 handler"}
+    bad = [c for c in counters if c.checksum_fail or c.published != len(frames)]
+    warnings = [f"kraken-v2*: {len(bad)} of {len(counters)} passes did not verify every frame (last bad pass: "
+                f"{bad[-1].checksum_fail} checksum failures, {bad[-1].published} of {len(frames)} published); "
+                f"its rate is not comparable"] if bad else []
+    return figures, warnings
+
+
 def measure(fixtures: Path, repeats: int, use_peer: bool) -> tuple[dict[str, Any], str | None, list[str]]:
-    """Rounds of one pass per side (ours, baseline, then the peer), so load drift on a shared machine hits every
-    side alike; each figure is the median over the rounds, each ratio the ratio of two medians."""
+    """Rounds of one pass per side (ours, baseline, ours on the synthetic v2 stream, then the peer), so load
+    drift on a shared machine hits every side alike; each figure is the median over the rounds, each ratio the
+    ratio of two medians."""
     frames = {venue: load_frames(venue, fixtures / name) for venue, (name, _) in RECORDINGS.items()}
     rates: dict[Venue, dict[str, list[float]]] = {venue: {"ours": [], "baseline": []} for venue in RECORDINGS}
+    precisions = load_precisions(fixtures / KRAKEN_PAIRS)
+    v2_frames = kraken_v2_frames(frames[Venue.KRAKEN], precisions)
+    v2_rates: list[float] = []
+    v2_counters: list[FeedCounters] = []
     peer, peer_note = None, None if use_peer else "peer skipped: --no-peer"
     if use_peer:
         try:
@@ -268,6 +400,9 @@ def measure(fixtures: Path, repeats: int, use_peer: bool) -> tuple[dict[str, Any
         for venue, (_, depth) in RECORDINGS.items():
             rates[venue]["ours"].append(ours(venue, depth, frames[venue]))
             rates[venue]["baseline"].append(baseline(venue, frames[venue]))
+        v2_rate, counters = ours_v2(v2_frames, precisions)
+        v2_rates.append(v2_rate)
+        v2_counters.append(counters)
         if peer is not None:
             try:
                 peer.run_pass()
@@ -278,7 +413,8 @@ def measure(fixtures: Path, repeats: int, use_peer: bool) -> tuple[dict[str, Any
         mine, base = statistics.median(rates[venue]["ours"]), statistics.median(rates[venue]["baseline"])
         report[venue.value] = {"recording": name, "update_frames": sum(kind == "update" for kind, _ in frames[venue]),
                                "ours": round(mine), "baseline": round(base), "ratio_baseline": round(mine / base, 2)}
-    warnings: list[str] = []
+    report["kraken_v2"], warnings = kraken_v2_figures(v2_frames, v2_rates, v2_counters,
+                                                      statistics.median(rates[Venue.KRAKEN]["ours"]))
     if peer is not None:
         try:
             summary = peer.finish()
@@ -314,7 +450,7 @@ def main() -> None:
 
 
 def print_table(report: dict[str, Any], peer_note: str | None, warnings: list[str]) -> None:
-    header = f"  {'venue':<9}{'ours':>10}{'baseline':>10}{'cf no-op':>10}{'cf cksum':>10}" \
+    header = f"  {'venue':<11}{'ours':>10}{'baseline':>10}{'cf no-op':>10}{'cf cksum':>10}" \
              f"{'ours/base':>11}{'ours/noop':>11}{'ours/cksum':>12}"
     print(header)
     for venue in RECORDINGS:
@@ -325,21 +461,29 @@ def print_table(report: dict[str, Any], peer_note: str | None, warnings: list[st
                 return f"{'-':>{width}}"
             return f"{row[key]:>{width}.2f}" if ratio else f"{row[key]:>{width},}"
 
-        print(f"  {venue.value:<9}{cell('ours', 10)}{cell('baseline', 10)}{cell('cryptofeed_noop', 10)}"
+        print(f"  {venue.value:<11}{cell('ours', 10)}{cell('baseline', 10)}{cell('cryptofeed_noop', 10)}"
               f"{cell('cryptofeed_checksum', 10)}{cell('ratio_baseline', 11, True)}{cell('ratio_noop', 11, True)}"
               f"{cell('ratio_checksum', 12, True)}")
+    v2 = report["kraken_v2"]
+    print(f"  {'kraken-v2*':<11}{v2['ours']:>10,}{'-':>10}{'-':>10}{'-':>10}{'-':>11}{'-':>11}{'-':>12}"
+          f"  ours/v1 {v2['ratio_v1']:.2f}; no peer ({PEER_PACKAGE} {PEER_VERSION} has no v2 handler)")
+    print(f"  * {KRAKEN_V2_NOTE}; ours verified {v2['checksum_ok']:,} of {v2['frames']:,} checksums")
     if peer_note:
         print(peer_note)
-        return
-    coinbase, kraken = report["coinbase"], report["kraken"]
+    else:
+        peer_notes(report)
+    for warning in warnings:
+        print(f"  WARNING {warning}")
+
+
+def peer_notes(report: dict[str, Any]) -> None:
+    coinbase, kraken_v1 = report["coinbase"], report["kraken"]
     print(f"  coinbase: no checksum on this venue, so cryptofeed runs no-op only; its snapshot handler drops every "
           f"ask (\"offer\"), {coinbase['cryptofeed_ask_levels_at_end']} ask levels at the end; with the asks "
           f"loaded it does {coinbase['cryptofeed_noop_asks_loaded']:,}/s (ours/that "
           f"{coinbase['ratio_noop_asks_loaded']:.2f})")
     print(f"  kraken: ours verifies every checksum; cryptofeed checksum failures on this recording: "
-          f"{kraken['cryptofeed_checksum_failures']}")
-    for warning in warnings:
-        print(f"  WARNING {warning}")
+          f"{kraken_v1['cryptofeed_checksum_failures']}")
 
 
 if __name__ == "__main__":
