@@ -429,16 +429,6 @@ class BookSide:
         """The best ``n`` levels as the venue's own (price, size) text, for checksums."""
         return self._best(n)[2]
 
-    def checksum_part(self, n: int) -> bytes:
-        """The checksum tokens of the best ``n`` levels, concatenated (ASCII); empty without ``token``."""
-        if n == self.checksum_levels:
-            return self.checksum_text
-        return "".join(self._best(n)[3]).encode() if self.token is not None else b""
-
-    def best_price(self) -> float | None:
-        hp = self._hp
-        return hp[-1] if hp else None  # the head is empty only when the side is
-
 
 class OrderBook:
     """Book of one symbol. ``depth`` (Kraken) truncates each side after every message; None keeps all.
@@ -499,5 +489,5 @@ class OrderBook:
         return self.bids.top(n), self.asks.top(n)
 
     def is_crossed(self) -> bool:
-        bids, asks = self.bids._hp, self.asks._hp  # best_price() of each side, inlined
+        bids, asks = self.bids._hp, self.asks._hp  # each side's best price is the last of its head
         return bids[-1] >= asks[-1] if bids and asks else False
